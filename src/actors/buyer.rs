@@ -1,0 +1,621 @@
+//! The BuyerActor: one per active buyer, the only place that buyer's money moves.
+//!
+//! Requests of one buyer are handled in arrival order. A charge or payment is decided against
+//! the actor's in-memory state, handed to the coordinator, and the state advances at once, so the
+//! next request is decided while the previous one commits (pipelining). Each write is fenced on
+//! the version and token the actor last wrote, so a write that depended on a refused one is
+//! refused too; any refused or failed write drops the state, which is reloaded from the database
+//! before the next request (with a fresh fence token).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::sync::oneshot;
+
+use super::coordinator::{CommitError, CommitReply};
+use super::errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
+use super::mailbox::Permit;
+use super::registry::BuyerDeps;
+use crate::db::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
+use crate::db::queries;
+use crate::db::writer::{BalanceChange, Fence, Rejection, WriteCommand, WriteOp, WriteResult};
+use crate::domain::{
+    BalanceState, BuyerId, ChargeReceipt, IdempotencyKey, Movement, OrderId, OrderStatus,
+    OrderView, PaymentId, PaymentReceipt, Points,
+};
+
+/// Most orders a buyer's actor remembers once their outcome is durable; past it they are
+/// forgotten and read again from the database when needed.
+const KNOWN_ORDERS_MAX: usize = 4096;
+
+/// What a buyer asks for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Charge {
+        amount: Points,
+    },
+    Pay {
+        order_id: OrderId,
+        payment_id: PaymentId,
+    },
+    CreateOrder {
+        order_id: OrderId,
+        total_price: Points,
+    },
+}
+
+impl Command {
+    /// What an Idempotency-Key record compares: the same key must come with the same request.
+    pub fn fingerprint(&self, buyer: BuyerId) -> String {
+        match self {
+            Command::Charge { amount } => format!("charge:{buyer}:{amount}"),
+            Command::Pay { order_id, .. } => format!("pay:{buyer}:{order_id}"),
+            Command::CreateOrder {
+                order_id,
+                total_price,
+            } => {
+                format!("order:{buyer}:{order_id}:{total_price}")
+            }
+        }
+    }
+}
+
+/// The outcome of an accepted command, ready once its write has committed (or failed).
+pub type Ticket = BoxFuture<'static, Result<Receipt, BuyerError>>;
+
+/// A command in a buyer's mailbox.
+pub struct BuyerCommand {
+    pub command: Command,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub permit: Permit,
+    /// Set when handling starts: a command that never started may be resent to a new actor.
+    pub started: Arc<AtomicBool>,
+}
+
+impl Message for BuyerCommand {
+    type Result = Result<Ticket, BuyerError>;
+}
+
+/// The balance as the actor last wrote (or loaded) it.
+struct Loaded {
+    balance: BalanceState,
+    /// The row the next write must find; `None` while the buyer has no balance row.
+    fence: Option<Fence>,
+    /// This incarnation's token, written with every change.
+    token: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KnownOrder {
+    Payable(Points),
+    Paid,
+    /// Missing, or another buyer's: both answer 404.
+    NotOurs,
+}
+
+/// What the actor knows of this buyer's orders.
+#[derive(Default)]
+struct OrderBook {
+    creating: HashMap<OrderId, Points>,
+    paying: HashMap<OrderId, Shared<BoxFuture<'static, bool>>>,
+    known: HashMap<OrderId, KnownOrder>,
+}
+
+enum Lookup {
+    Known(KnownOrder),
+    Paying(Shared<BoxFuture<'static, bool>>),
+    Unknown,
+}
+
+impl OrderBook {
+    fn lookup(&self, order_id: OrderId) -> Lookup {
+        if let Some(paying) = self.paying.get(&order_id) {
+            Lookup::Paying(paying.clone())
+        } else if let Some(&total) = self.creating.get(&order_id) {
+            Lookup::Known(KnownOrder::Payable(total))
+        } else if let Some(&known) = self.known.get(&order_id) {
+            Lookup::Known(known)
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    fn remember(&mut self, order_id: OrderId, known: KnownOrder) {
+        if self.known.len() >= KNOWN_ORDERS_MAX {
+            self.known.clear();
+        }
+        self.known.insert(order_id, known);
+    }
+
+    fn remember_row(&mut self, buyer: BuyerId, order_id: OrderId, row: Option<OrderRow>) {
+        let known = match row {
+            Some(row) if row.buyer_id == buyer.get() => match OrderStatus::parse(&row.status) {
+                Some(OrderStatus::Pending) => KnownOrder::Payable(Points::new(row.total_price)),
+                _ => KnownOrder::Paid,
+            },
+            _ => KnownOrder::NotOurs,
+        };
+        self.remember(order_id, known);
+    }
+}
+
+/// What the actor must learn about a committed (or failed) write.
+enum Tracked {
+    Balance,
+    Payment {
+        order_id: OrderId,
+        done: oneshot::Sender<bool>,
+    },
+    OrderCreation {
+        order_id: OrderId,
+        total_price: Points,
+    },
+}
+
+pub struct BuyerActor {
+    buyer: BuyerId,
+    deps: Arc<BuyerDeps>,
+    mailbox: Arc<super::mailbox::Mailbox>,
+    state: Option<Loaded>,
+    /// Bumped at every load; results of writes from an older generation no longer touch state.
+    generation: u64,
+    inflight: usize,
+    last_active: Instant,
+    keys_in_flight: HashMap<String, String>,
+    orders: OrderBook,
+}
+
+impl BuyerActor {
+    pub fn new(
+        buyer: BuyerId,
+        deps: Arc<BuyerDeps>,
+        mailbox: Arc<super::mailbox::Mailbox>,
+    ) -> Self {
+        BuyerActor {
+            buyer,
+            deps,
+            mailbox,
+            state: None,
+            generation: 0,
+            inflight: 0,
+            last_active: Instant::now(),
+            keys_in_flight: HashMap::new(),
+            orders: OrderBook::default(),
+        }
+    }
+
+    fn install(&mut self, row: Option<BalanceRow>) {
+        self.generation += 1;
+        let (token, _) = uuid::Uuid::new_v4().as_u64_pair();
+        self.state = Some(match row {
+            Some(row) => Loaded {
+                balance: BalanceState {
+                    balance: Points::new(row.balance),
+                    version: row.version,
+                },
+                fence: Some(Fence {
+                    version: row.version,
+                    token: row.fence_token,
+                }),
+                token: token as i64,
+            },
+            None => Loaded {
+                balance: BalanceState::EMPTY,
+                fence: None,
+                token: token as i64,
+            },
+        });
+    }
+
+    /// Drops the state after a write of the current generation failed; the next command
+    /// reloads it from the database.
+    fn invalidate(&mut self, generation: u64) {
+        if generation == self.generation && self.state.is_some() {
+            tracing::debug!(buyer_id = %self.buyer, "buyer state dropped after a failed write; will reload");
+            self.state = None;
+            self.orders.known.clear();
+        }
+    }
+
+    fn execute(
+        &mut self,
+        command: Command,
+        key: Option<IdempotencyKey>,
+        ctx: &mut Context<Self>,
+    ) -> Result<Ticket, BuyerError> {
+        if self.state.is_none() {
+            // A write failed while this command's data was loading.
+            return Err(BuyerError::WriteConflict);
+        }
+        let keyed = key.map(|key| (key.as_str().to_owned(), command.fingerprint(self.buyer)));
+        if let Some((key, fingerprint)) = &keyed {
+            if let Some(in_flight) = self.keys_in_flight.get(key) {
+                return Err(if in_flight == fingerprint {
+                    BuyerError::IdempotencyKeyInFlight
+                } else {
+                    BuyerError::IdempotencyKeyMismatch
+                });
+            }
+        }
+        match command {
+            Command::Charge { amount } => self.charge(amount, keyed, ctx),
+            Command::Pay {
+                order_id,
+                payment_id,
+            } => self.pay(order_id, payment_id, keyed, ctx),
+            Command::CreateOrder {
+                order_id,
+                total_price,
+            } => self.create_order(order_id, total_price, ctx),
+        }
+    }
+
+    fn charge(
+        &mut self,
+        amount: Points,
+        keyed: Option<(String, String)>,
+        ctx: &mut Context<Self>,
+    ) -> Result<Ticket, BuyerError> {
+        let state = self.state.as_ref().ok_or(BuyerError::WriteConflict)?;
+        let movement = state.balance.charge(amount, self.deps.max_balance)?;
+        let now = now_micros();
+        let receipt = ChargeReceipt {
+            buyer_id: self.buyer,
+            amount,
+            balance: movement.balance_after,
+            version: movement.version,
+        };
+        let op = WriteOp {
+            buyer_id: self.buyer.get(),
+            command: WriteCommand::Charge(self.balance_change(&movement, None, now)),
+            idempotency: self.idempotency_row(&keyed, &receipt, now),
+        };
+        let reply = self.submit(op)?;
+        self.advance(&movement);
+        Ok(self.track(
+            ctx,
+            reply,
+            keyed,
+            Tracked::Balance,
+            Receipt::Charged(receipt),
+        ))
+    }
+
+    fn pay(
+        &mut self,
+        order_id: OrderId,
+        payment_id: PaymentId,
+        keyed: Option<(String, String)>,
+        ctx: &mut Context<Self>,
+    ) -> Result<Ticket, BuyerError> {
+        let price = match self.orders.lookup(order_id) {
+            Lookup::Known(KnownOrder::Payable(price)) => price,
+            Lookup::Known(KnownOrder::Paid) => return Err(BuyerError::OrderAlreadyPaid),
+            Lookup::Known(KnownOrder::NotOurs) => return Err(BuyerError::OrderNotFound),
+            // Another payment of this order is committing: its outcome decides this answer.
+            Lookup::Paying(first) => {
+                return Ok(Box::pin(async move {
+                    Err(if first.await {
+                        BuyerError::OrderAlreadyPaid
+                    } else {
+                        BuyerError::WriteConflict
+                    })
+                }));
+            }
+            Lookup::Unknown => return Err(BuyerError::WriteConflict),
+        };
+        let state = self.state.as_ref().ok_or(BuyerError::WriteConflict)?;
+        let movement = state.balance.pay(price)?;
+        let now = now_micros();
+        let receipt = PaymentReceipt {
+            payment_id,
+            order_id,
+            buyer_id: self.buyer,
+            amount: price,
+            balance: movement.balance_after,
+            version: movement.version,
+            paid_at: now,
+        };
+        let payment = PaymentRow {
+            id: payment_id.get(),
+            order_id: order_id.get(),
+            buyer_id: self.buyer.get(),
+            amount: price.get(),
+            balance_after: movement.balance_after.get(),
+            ledger_version: movement.version,
+            paid_at: now.naive_utc(),
+        };
+        let op = WriteOp {
+            buyer_id: self.buyer.get(),
+            command: WriteCommand::Pay {
+                change: self.balance_change(&movement, Some((order_id, payment_id)), now),
+                payment,
+            },
+            idempotency: self.idempotency_row(&keyed, &receipt, now),
+        };
+        let reply = self.submit(op)?;
+        self.advance(&movement);
+        let (done, outcome) = oneshot::channel();
+        let outcome = async move { outcome.await.unwrap_or(false) }
+            .boxed()
+            .shared();
+        self.orders.known.remove(&order_id);
+        self.orders.paying.insert(order_id, outcome);
+        let tracked = Tracked::Payment { order_id, done };
+        Ok(self.track(ctx, reply, keyed, tracked, Receipt::Paid(receipt)))
+    }
+
+    fn create_order(
+        &mut self,
+        order_id: OrderId,
+        total_price: Points,
+        ctx: &mut Context<Self>,
+    ) -> Result<Ticket, BuyerError> {
+        let now = now_micros();
+        let view = OrderView {
+            order_id,
+            buyer_id: self.buyer,
+            total_price,
+            status: OrderStatus::Pending,
+            created_at: now,
+            paid_at: None,
+        };
+        let op = WriteOp {
+            buyer_id: self.buyer.get(),
+            command: WriteCommand::CreateOrder(OrderRow {
+                id: order_id.get(),
+                buyer_id: self.buyer.get(),
+                total_price: total_price.get(),
+                status: OrderStatus::Pending.as_str().to_owned(),
+                created_at: now.naive_utc(),
+                paid_at: None,
+            }),
+            idempotency: None,
+        };
+        let reply = self.submit(op)?;
+        self.orders.creating.insert(order_id, total_price);
+        let tracked = Tracked::OrderCreation {
+            order_id,
+            total_price,
+        };
+        Ok(self.track(ctx, reply, None, tracked, Receipt::OrderCreated(view)))
+    }
+
+    fn balance_change(
+        &self,
+        movement: &Movement,
+        payment: Option<(OrderId, PaymentId)>,
+        now: DateTime<Utc>,
+    ) -> BalanceChange {
+        let state = self.state.as_ref().expect("checked by the caller");
+        BalanceChange {
+            expected: state.fence,
+            balance: movement.balance_after.get(),
+            fence_token: state.token,
+            entry: LedgerRow {
+                buyer_id: self.buyer.get(),
+                version: movement.version,
+                kind: movement.kind.as_str().to_owned(),
+                amount: movement.amount.get(),
+                balance_after: movement.balance_after.get(),
+                order_id: payment.map(|(order, _)| order.get()),
+                payment_id: payment.map(|(_, id)| id.get()),
+                created_at: now.naive_utc(),
+            },
+        }
+    }
+
+    fn idempotency_row<R: serde::Serialize>(
+        &self,
+        keyed: &Option<(String, String)>,
+        receipt: &R,
+        now: DateTime<Utc>,
+    ) -> Option<IdempotencyRow> {
+        let (key, fingerprint) = keyed.as_ref()?;
+        let ttl = chrono::Duration::from_std(self.deps.idempotency_ttl)
+            .unwrap_or(chrono::Duration::days(1));
+        Some(IdempotencyRow {
+            idempotency_key: key.clone(),
+            buyer_id: self.buyer.get(),
+            fingerprint: fingerprint.clone(),
+            response_status: 200,
+            response_body: serde_json::to_string(receipt).unwrap_or_default(),
+            created_at: now.naive_utc(),
+            expires_at: (now + ttl).naive_utc(),
+        })
+    }
+
+    fn submit(&self, op: WriteOp) -> Result<oneshot::Receiver<CommitReply>, BuyerError> {
+        self.deps
+            .coordinator
+            .submit(op)
+            .map_err(|_| BuyerError::Overloaded(OverloadReason::CommitQueue))
+    }
+
+    fn advance(&mut self, movement: &Movement) {
+        if let Some(state) = self.state.as_mut() {
+            state.balance = BalanceState::after(movement);
+            state.fence = Some(Fence {
+                version: movement.version,
+                token: state.token,
+            });
+        }
+    }
+
+    /// Follows a submitted write: when its result arrives the actor updates what it knows, then
+    /// the caller gets its answer.
+    fn track(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reply: oneshot::Receiver<CommitReply>,
+        keyed: Option<(String, String)>,
+        tracked: Tracked,
+        receipt: Receipt,
+    ) -> Ticket {
+        self.inflight += 1;
+        if let Some((key, fingerprint)) = &keyed {
+            self.keys_in_flight.insert(key.clone(), fingerprint.clone());
+        }
+        let generation = self.generation;
+        let (answer, ticket) = oneshot::channel();
+        ctx.spawn(
+            actix::fut::wrap_future(reply).map(move |reply, act: &mut Self, _ctx| {
+                let reply = reply.unwrap_or(Err(CommitError::Internal));
+                let outcome = act.settle(generation, reply, keyed, tracked);
+                let _ =
+                    answer.send(outcome.map(|replay| replay.map_or(receipt, Receipt::Replayed)));
+            }),
+        );
+        Box::pin(async move { ticket.await.unwrap_or(Err(BuyerError::Internal)) })
+    }
+
+    /// Applies a write's result to the actor's knowledge; `Ok(Some(..))` is a replayed answer.
+    fn settle(
+        &mut self,
+        generation: u64,
+        reply: CommitReply,
+        keyed: Option<(String, String)>,
+        tracked: Tracked,
+    ) -> Result<Option<StoredResponse>, BuyerError> {
+        self.inflight -= 1;
+        self.last_active = Instant::now();
+        if let Some((key, _)) = &keyed {
+            self.keys_in_flight.remove(key);
+        }
+        let committed = reply == Ok(WriteResult::Committed);
+        let moves_money = !matches!(tracked, Tracked::OrderCreation { .. });
+        match tracked {
+            Tracked::Payment { order_id, done } => {
+                self.orders.paying.remove(&order_id);
+                if committed {
+                    self.orders.remember(order_id, KnownOrder::Paid);
+                }
+                let _ = done.send(committed);
+            }
+            Tracked::OrderCreation {
+                order_id,
+                total_price,
+            } => {
+                self.orders.creating.remove(&order_id);
+                if committed {
+                    self.orders
+                        .remember(order_id, KnownOrder::Payable(total_price));
+                }
+            }
+            Tracked::Balance => {}
+        }
+        if !committed && moves_money {
+            self.invalidate(generation);
+        }
+        match reply {
+            Ok(WriteResult::Committed) => Ok(None),
+            Ok(WriteResult::Rejected(rejection)) => match rejection {
+                Rejection::StaleFence => Err(BuyerError::WriteConflict),
+                Rejection::OrderNotFound => Err(BuyerError::OrderNotFound),
+                Rejection::OrderAlreadyPaid => Err(BuyerError::OrderAlreadyPaid),
+                Rejection::IdempotencyKeyUsed(record) => match keyed {
+                    Some((_, fingerprint)) if fingerprint == record.fingerprint => {
+                        Ok(Some(StoredResponse::from_row(&record)))
+                    }
+                    _ => Err(BuyerError::IdempotencyKeyMismatch),
+                },
+            },
+            Err(CommitError::Unavailable) => Err(BuyerError::DatabaseUnavailable),
+            Err(CommitError::Internal) => Err(BuyerError::Internal),
+        }
+    }
+
+    fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.last_active.elapsed() >= self.deps.idle_timeout;
+        if idle && self.inflight == 0 && self.mailbox.depth() == 0 {
+            let me = ctx.address();
+            self.deps
+                .actors
+                .remove_if(&self.buyer, |_, handle| handle.addr == me);
+            ctx.stop();
+        }
+    }
+}
+
+/// Now, at the database's precision (microseconds), so a stored answer and a later read agree.
+fn now_micros() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
+impl Actor for BuyerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let check_every = (self.deps.idle_timeout / 2).max(Duration::from_millis(100));
+        ctx.run_interval(check_every, Self::passivate_if_idle);
+    }
+}
+
+impl Handler<BuyerCommand> for BuyerActor {
+    type Result = AtomicResponse<Self, Result<Ticket, BuyerError>>;
+
+    fn handle(&mut self, message: BuyerCommand, _ctx: &mut Context<Self>) -> Self::Result {
+        let BuyerCommand {
+            command,
+            idempotency_key,
+            permit,
+            started,
+        } = message;
+        started.store(true, Ordering::Release);
+        drop(permit);
+        self.last_active = Instant::now();
+
+        let load_state = self.state.is_none();
+        let load_order = match &command {
+            Command::Pay { order_id, .. }
+                if matches!(self.orders.lookup(*order_id), Lookup::Unknown) =>
+            {
+                Some(*order_id)
+            }
+            _ => None,
+        };
+        if !load_state && load_order.is_none() {
+            let run = move |(), act: &mut Self, ctx: &mut Context<Self>| {
+                act.execute(command, idempotency_key, ctx)
+            };
+            return AtomicResponse::new(Box::pin(ActorFutureExt::map(actix::fut::ready(()), run)));
+        }
+        // Reads block this buyer's mailbox (AtomicResponse) so later commands see their result.
+        let buyer = self.buyer;
+        let db = self.deps.db.clone();
+        let load = async move {
+            db.run(move |conn| {
+                let balance = if load_state {
+                    Some(queries::find_balance(conn, buyer.get())?)
+                } else {
+                    None
+                };
+                let order = match load_order {
+                    Some(order_id) => Some((order_id, queries::find_order(conn, order_id.get())?)),
+                    None => None,
+                };
+                Ok((balance, order))
+            })
+            .await
+        };
+        AtomicResponse::new(Box::pin(load.into_actor(self).map(
+            move |loaded, act, ctx| {
+                let (balance, order) = loaded.map_err(BuyerError::from_db)?;
+                if let Some(row) = balance {
+                    act.install(row);
+                }
+                if let Some((order_id, row)) = order {
+                    act.orders.remember_row(act.buyer, order_id, row);
+                }
+                act.execute(command, idempotency_key, ctx)
+            },
+        )))
+    }
+}

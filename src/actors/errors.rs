@@ -1,0 +1,83 @@
+use crate::db::DbError;
+use crate::db::models::IdempotencyRow;
+use crate::domain::{ChargeReceipt, DomainError, OrderView, PaymentReceipt};
+
+/// Which queue was full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverloadReason {
+    BuyerMailbox,
+    CommitQueue,
+}
+
+impl OverloadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverloadReason::BuyerMailbox => "buyer_mailbox_full",
+            OverloadReason::CommitQueue => "commit_queue_full",
+        }
+    }
+}
+
+/// Why a buyer's command did not move money. Every variant is final for that request: nothing
+/// of it committed (for `DatabaseUnavailable` after a failed COMMIT: probably nothing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuyerError {
+    #[error(transparent)]
+    Rule(#[from] DomainError),
+    #[error("order not found")]
+    OrderNotFound,
+    #[error("order already paid")]
+    OrderAlreadyPaid,
+    #[error("a request with this Idempotency-Key is still in flight")]
+    IdempotencyKeyInFlight,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyMismatch,
+    #[error("overloaded ({})", .0.as_str())]
+    Overloaded(OverloadReason),
+    #[error("the database is unavailable")]
+    DatabaseUnavailable,
+    /// The buyer changed under this engine (another writer, or an earlier write failed): the
+    /// state is reloaded and the request may be retried.
+    #[error("the buyer's balance changed concurrently")]
+    WriteConflict,
+    #[error("internal error")]
+    Internal,
+}
+
+impl BuyerError {
+    pub fn from_db(error: DbError) -> BuyerError {
+        if error.is_transient() {
+            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "loading buyer state failed");
+            BuyerError::DatabaseUnavailable
+        } else {
+            tracing::error!(error = ?error, "loading buyer state failed unexpectedly");
+            BuyerError::Internal
+        }
+    }
+}
+
+/// A response stored under an Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl StoredResponse {
+    pub fn from_row(row: &IdempotencyRow) -> StoredResponse {
+        StoredResponse {
+            status: u16::try_from(row.response_status).unwrap_or(200),
+            body: row.response_body.clone(),
+        }
+    }
+}
+
+/// What a committed command answers.
+#[derive(Debug, Clone)]
+pub enum Receipt {
+    Charged(ChargeReceipt),
+    Paid(PaymentReceipt),
+    OrderCreated(OrderView),
+    /// An earlier request with the same Idempotency-Key committed; this is its answer.
+    Replayed(StoredResponse),
+}

@@ -1,0 +1,13 @@
+//! The actors: one BuyerActor per active buyer, the PaymentCoordinator that group-commits their
+//! writes, the registry that creates and supervises buyer actors, and the counted mailboxes.
+
+pub mod buyer;
+pub mod coordinator;
+mod errors;
+pub mod mailbox;
+pub mod registry;
+
+pub use buyer::{Command, Ticket};
+pub use coordinator::{CoordinatorHandle, PaymentCoordinator};
+pub use errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
+pub use registry::{BuyerDeps, BuyerRegistry};

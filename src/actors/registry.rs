@@ -1,0 +1,148 @@
+//! The registry of live buyer actors, and their supervisor.
+//!
+//! An actor is created on a buyer's first request, on one of a fixed set of actor threads, and
+//! leaves the registry when it passivates after being idle. If an actor has died (a panic
+//! unwinds its task and closes its mailbox), the next request finds its address disconnected and
+//! starts a fresh one, which reloads the buyer from the database: a panic never leaves a buyer
+//! unreachable. actix's `Supervisor` is not used: it restarts only actors that stop themselves,
+//! and passivation must really stop them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use super::buyer::{BuyerActor, BuyerCommand, Command, Ticket};
+use super::coordinator::CoordinatorHandle;
+use super::errors::{BuyerError, OverloadReason};
+use super::mailbox::Mailbox;
+use crate::db::Db;
+use crate::domain::{BuyerId, IdempotencyKey, Points};
+
+/// A live actor and its counted mailbox.
+#[derive(Clone)]
+pub struct BuyerHandle {
+    pub addr: Addr<BuyerActor>,
+    pub mailbox: Arc<Mailbox>,
+}
+
+/// What every buyer actor shares.
+pub struct BuyerDeps {
+    pub db: Db,
+    pub coordinator: CoordinatorHandle,
+    pub max_balance: Points,
+    pub idempotency_ttl: Duration,
+    pub idle_timeout: Duration,
+    pub actors: Arc<DashMap<BuyerId, BuyerHandle>>,
+}
+
+pub struct BuyerRegistry {
+    deps: Arc<BuyerDeps>,
+    arbiters: Vec<Arbiter>,
+    mailbox_capacity: usize,
+    restarts: AtomicU64,
+}
+
+impl BuyerRegistry {
+    pub fn new(deps: BuyerDeps, threads: usize, mailbox_capacity: usize) -> Self {
+        BuyerRegistry {
+            deps: Arc::new(deps),
+            arbiters: (0..threads.max(1)).map(|_| Arbiter::new()).collect(),
+            mailbox_capacity,
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    /// Buyer actors alive now.
+    pub fn live_actors(&self) -> usize {
+        self.deps.actors.len()
+    }
+
+    /// Actors found dead and started again.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Hands `command` to the buyer's actor; the ticket resolves once it is durable (or failed).
+    pub async fn dispatch(
+        &self,
+        buyer: BuyerId,
+        command: Command,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<Ticket, BuyerError> {
+        // A command reaching an actor that just passivated (or died) is sent once more to a new
+        // one, but only if handling never started, so nothing runs twice.
+        for _ in 0..3 {
+            let handle = self.handle_for(buyer);
+            let permit = handle
+                .mailbox
+                .try_reserve()
+                .ok_or(BuyerError::Overloaded(OverloadReason::BuyerMailbox))?;
+            let started = Arc::new(AtomicBool::new(false));
+            let message = BuyerCommand {
+                command: command.clone(),
+                idempotency_key: idempotency_key.clone(),
+                permit,
+                started: Arc::clone(&started),
+            };
+            match handle.addr.send(message).await {
+                Ok(result) => return result,
+                Err(_) if !started.load(Ordering::Acquire) => self.forget(buyer, &handle),
+                Err(_) => {
+                    tracing::error!(buyer_id = %buyer, "buyer actor died while handling a command");
+                    self.forget(buyer, &handle);
+                    return Err(BuyerError::Internal);
+                }
+            }
+        }
+        Err(BuyerError::Overloaded(OverloadReason::BuyerMailbox))
+    }
+
+    fn handle_for(&self, buyer: BuyerId) -> BuyerHandle {
+        if let Some(handle) = self.deps.actors.get(&buyer) {
+            if handle.addr.connected() {
+                return handle.clone();
+            }
+        }
+        let mut entry = self
+            .deps
+            .actors
+            .entry(buyer)
+            .or_insert_with(|| self.spawn(buyer));
+        if !entry.addr.connected() {
+            tracing::warn!(buyer_id = %buyer, "buyer actor found dead; starting a new one");
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            *entry = self.spawn(buyer);
+        }
+        entry.clone()
+    }
+
+    fn forget(&self, buyer: BuyerId, handle: &BuyerHandle) {
+        self.deps
+            .actors
+            .remove_if(&buyer, |_, current| current.addr == handle.addr);
+    }
+
+    fn spawn(&self, buyer: BuyerId) -> BuyerHandle {
+        let thread = (buyer.get().unsigned_abs() % self.arbiters.len() as u64) as usize;
+        let mailbox = Mailbox::new(self.mailbox_capacity);
+        let deps = Arc::clone(&self.deps);
+        let actor_mailbox = Arc::clone(&mailbox);
+        let capacity = self.mailbox_capacity;
+        let addr = BuyerActor::start_in_arbiter(&self.arbiters[thread].handle(), move |ctx| {
+            // Our Mailbox bounds the queue; actix's bound must not make senders wait first.
+            ctx.set_mailbox_capacity(capacity + 1);
+            BuyerActor::new(buyer, deps, actor_mailbox)
+        });
+        BuyerHandle { addr, mailbox }
+    }
+
+    /// Stops the actor threads (at shutdown, after the HTTP server has drained).
+    pub fn stop(&self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Persistence: the generated schema, row structs, plain query functions taking
+//! `&mut MysqlConnection`, and the group-commit writer.
+
+mod error;
+pub mod ids;
+pub mod models;
+pub mod pool;
+pub mod queries;
+pub mod schema;
+pub mod writer;
+
+pub use error::DbError;
+pub use pool::{Db, DbPool, PoolSettings, build_pool, ensure_database, run_migrations};

@@ -1,0 +1,64 @@
+//! Row structs, one per table, used both to read and to insert.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{balances, idempotency_keys, ledger_entries, orders, payments};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = balances, check_for_backend(diesel::mysql::Mysql))]
+pub struct BalanceRow {
+    pub buyer_id: i64,
+    pub balance: i64,
+    pub version: i64,
+    pub fence_token: i64,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_entries, check_for_backend(diesel::mysql::Mysql))]
+pub struct LedgerRow {
+    pub buyer_id: i64,
+    pub version: i64,
+    pub kind: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub order_id: Option<i64>,
+    pub payment_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = orders, check_for_backend(diesel::mysql::Mysql))]
+pub struct OrderRow {
+    pub id: i64,
+    pub buyer_id: i64,
+    pub total_price: i64,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub paid_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payments, check_for_backend(diesel::mysql::Mysql))]
+pub struct PaymentRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub buyer_id: i64,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub ledger_version: i64,
+    pub paid_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys, check_for_backend(diesel::mysql::Mysql))]
+pub struct IdempotencyRow {
+    pub idempotency_key: String,
+    pub buyer_id: i64,
+    pub fingerprint: String,
+    pub response_status: i16,
+    pub response_body: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}

@@ -1,0 +1,80 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    balances (buyer_id) {
+        buyer_id -> Bigint,
+        balance -> Bigint,
+        version -> Bigint,
+        fence_token -> Bigint,
+        updated_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    id_blocks (name) {
+        #[max_length = 32]
+        name -> Varchar,
+        next_value -> Bigint,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (idempotency_key) {
+        #[max_length = 255]
+        idempotency_key -> Varchar,
+        buyer_id -> Bigint,
+        #[max_length = 255]
+        fingerprint -> Varchar,
+        response_status -> Smallint,
+        response_body -> Text,
+        created_at -> Datetime,
+        expires_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    ledger_entries (buyer_id, version) {
+        buyer_id -> Bigint,
+        version -> Bigint,
+        #[max_length = 16]
+        kind -> Varchar,
+        amount -> Bigint,
+        balance_after -> Bigint,
+        order_id -> Nullable<Bigint>,
+        payment_id -> Nullable<Bigint>,
+        created_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Bigint,
+        buyer_id -> Bigint,
+        total_price -> Bigint,
+        #[max_length = 16]
+        status -> Varchar,
+        created_at -> Datetime,
+        paid_at -> Nullable<Datetime>,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Bigint,
+        order_id -> Bigint,
+        buyer_id -> Bigint,
+        amount -> Bigint,
+        balance_after -> Bigint,
+        ledger_version -> Bigint,
+        paid_at -> Datetime,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    balances,
+    id_blocks,
+    idempotency_keys,
+    ledger_entries,
+    orders,
+    payments,
+);

@@ -1,0 +1,354 @@
+//! The group-commit writer: applies a batch of many buyers' writes in one transaction.
+//!
+//! Each buyer's writes are applied inside a savepoint, so a write that is refused (stale fence,
+//! order already paid, Idempotency-Key taken) is rolled back alone while the rest of the batch
+//! commits. Every balance change is fenced on the version and token its author last saw, so a
+//! write that depended on a refused one is refused too.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
+use super::queries;
+use super::schema::{balances, idempotency_keys, ledger_entries, orders, payments};
+
+/// The balance row state a write expects to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub version: i64,
+    pub token: i64,
+}
+
+/// A change of one buyer's balance and the ledger entry recording it.
+#[derive(Debug, Clone)]
+pub struct BalanceChange {
+    /// `None`: the buyer has no balance row yet and this write creates it.
+    pub expected: Option<Fence>,
+    pub balance: i64,
+    pub fence_token: i64,
+    pub entry: LedgerRow,
+}
+
+impl BalanceChange {
+    fn fence_after(&self) -> Fence {
+        Fence {
+            version: self.entry.version,
+            token: self.fence_token,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteCommand {
+    Charge(BalanceChange),
+    Pay {
+        change: BalanceChange,
+        payment: PaymentRow,
+    },
+    CreateOrder(OrderRow),
+}
+
+/// One request's writes, built by its buyer's actor.
+#[derive(Debug, Clone)]
+pub struct WriteOp {
+    pub buyer_id: i64,
+    pub command: WriteCommand,
+    pub idempotency: Option<IdempotencyRow>,
+}
+
+impl WriteOp {
+    fn balance_change(&self) -> Option<&BalanceChange> {
+        match &self.command {
+            WriteCommand::Charge(change) | WriteCommand::Pay { change, .. } => Some(change),
+            WriteCommand::CreateOrder(_) => None,
+        }
+    }
+}
+
+/// Why one write was refused while its batch committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The balance row is not at the version/token the writer expected: another writer (or a
+    /// refused earlier write of the same buyer) got in between.
+    StaleFence,
+    OrderNotFound,
+    OrderAlreadyPaid,
+    /// The Idempotency-Key already has a committed record (returned for replay or mismatch).
+    IdempotencyKeyUsed(Box<IdempotencyRow>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    Committed,
+    Rejected(Rejection),
+}
+
+enum GroupError {
+    Rejected(Rejection),
+    Db(DieselError),
+}
+
+impl From<DieselError> for GroupError {
+    fn from(error: DieselError) -> Self {
+        GroupError::Db(error)
+    }
+}
+
+/// Applies `ops` in one transaction; one result per op, in order. An `Err` means nothing
+/// committed (or, for an error of COMMIT itself, that the outcome is unknown).
+pub fn commit_batch(
+    conn: &mut MysqlConnection,
+    ops: &[WriteOp],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<WriteResult>> {
+    conn.transaction(|conn| {
+        let mut results = vec![WriteResult::Committed; ops.len()];
+        insert_new_orders(conn, ops)?;
+        for indices in balance_groups(ops) {
+            apply_buyer_group(conn, ops, &indices, now, &mut results)?;
+        }
+        insert_entries_and_payments(conn, ops, &results)?;
+        Ok(results)
+    })
+}
+
+/// Orders go first: a payment later in the same batch may pay one of them.
+fn insert_new_orders(conn: &mut MysqlConnection, ops: &[WriteOp]) -> QueryResult<()> {
+    let rows: Vec<&OrderRow> = ops
+        .iter()
+        .filter_map(|op| match &op.command {
+            WriteCommand::CreateOrder(order) => Some(order),
+            _ => None,
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(orders::table)
+            .values(rows)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Indices of the balance-changing ops, grouped by buyer, each group in submission order.
+fn balance_groups(ops: &[WriteOp]) -> Vec<Vec<usize>> {
+    let mut position = std::collections::HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        if op.balance_change().is_none() {
+            continue;
+        }
+        let slot = *position.entry(op.buyer_id).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[slot].push(index);
+    }
+    groups
+}
+
+/// Tries the buyer's writes as one coalesced step; if any is refused, retries them one by one so
+/// that only the refused write (and those depending on it, through their fences) fail.
+fn apply_buyer_group(
+    conn: &mut MysqlConnection,
+    ops: &[WriteOp],
+    indices: &[usize],
+    now: NaiveDateTime,
+    results: &mut [WriteResult],
+) -> QueryResult<()> {
+    if is_contiguous_chain(ops, indices) {
+        match conn.transaction(|conn| apply_writes(conn, ops, indices, now)) {
+            Ok(()) => return Ok(()),
+            Err(GroupError::Db(error)) if !is_refusal(&error) => return Err(error),
+            Err(_) => {}
+        }
+    }
+    for &index in indices {
+        results[index] = match conn.transaction(|conn| apply_writes(conn, ops, &[index], now)) {
+            Ok(()) => WriteResult::Committed,
+            Err(GroupError::Rejected(rejection)) => WriteResult::Rejected(rejection),
+            Err(GroupError::Db(error)) if is_refusal(&error) => {
+                WriteResult::Rejected(Rejection::StaleFence)
+            }
+            Err(GroupError::Db(error)) => return Err(error),
+        };
+    }
+    Ok(())
+}
+
+/// Whether each write expects exactly the state the previous one leaves.
+fn is_contiguous_chain(ops: &[WriteOp], indices: &[usize]) -> bool {
+    indices.windows(2).all(|pair| {
+        let (Some(prev), Some(next)) =
+            (ops[pair[0]].balance_change(), ops[pair[1]].balance_change())
+        else {
+            return false;
+        };
+        next.expected == Some(prev.fence_after())
+    })
+}
+
+/// Idempotency records, order updates, then one fenced balance write for the whole chain.
+fn apply_writes(
+    conn: &mut MysqlConnection,
+    ops: &[WriteOp],
+    indices: &[usize],
+    now: NaiveDateTime,
+) -> Result<(), GroupError> {
+    for &index in indices {
+        let op = &ops[index];
+        if let Some(record) = &op.idempotency {
+            insert_idempotency_record(conn, record, now)?;
+        }
+        if let WriteCommand::Pay { payment, .. } = &op.command {
+            mark_order_paid(conn, payment)?;
+        }
+    }
+    let (Some(first), Some(last)) = (
+        indices.first().and_then(|&i| ops[i].balance_change()),
+        indices.last().and_then(|&i| ops[i].balance_change()),
+    ) else {
+        return Ok(());
+    };
+    write_balance(conn, ops[indices[0]].buyer_id, first.expected, last, now)
+}
+
+fn insert_idempotency_record(
+    conn: &mut MysqlConnection,
+    record: &IdempotencyRow,
+    now: NaiveDateTime,
+) -> Result<(), GroupError> {
+    // An expired record may still be there (pruning is lazy): it no longer holds the key.
+    diesel::delete(
+        idempotency_keys::table
+            .find(&record.idempotency_key)
+            .filter(idempotency_keys::expires_at.le(now)),
+    )
+    .execute(conn)?;
+    match diesel::insert_into(idempotency_keys::table)
+        .values(record)
+        .execute(conn)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if is_refusal(&error) => {
+            match queries::find_idempotency_record(conn, &record.idempotency_key, now)? {
+                Some(existing) => Err(GroupError::Rejected(Rejection::IdempotencyKeyUsed(
+                    Box::new(existing),
+                ))),
+                None => Err(GroupError::Db(error)),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn mark_order_paid(conn: &mut MysqlConnection, payment: &PaymentRow) -> Result<(), GroupError> {
+    let updated = diesel::update(
+        orders::table
+            .find(payment.order_id)
+            .filter(orders::buyer_id.eq(payment.buyer_id))
+            .filter(orders::status.eq("PENDING")),
+    )
+    .set((
+        orders::status.eq("PAID"),
+        orders::paid_at.eq(payment.paid_at),
+    ))
+    .execute(conn)?;
+    if updated == 1 {
+        return Ok(());
+    }
+    let rejection = match queries::find_order(conn, payment.order_id)? {
+        Some(order) if order.buyer_id == payment.buyer_id && order.status == "PAID" => {
+            Rejection::OrderAlreadyPaid
+        }
+        _ => Rejection::OrderNotFound,
+    };
+    Err(GroupError::Rejected(rejection))
+}
+
+fn write_balance(
+    conn: &mut MysqlConnection,
+    buyer_id: i64,
+    expected: Option<Fence>,
+    last: &BalanceChange,
+    now: NaiveDateTime,
+) -> Result<(), GroupError> {
+    let written = match expected {
+        None => diesel::insert_into(balances::table)
+            .values(BalanceRow {
+                buyer_id,
+                balance: last.balance,
+                version: last.entry.version,
+                fence_token: last.fence_token,
+                updated_at: now,
+            })
+            .execute(conn),
+        Some(fence) => diesel::update(
+            balances::table
+                .find(buyer_id)
+                .filter(balances::version.eq(fence.version))
+                .filter(balances::fence_token.eq(fence.token)),
+        )
+        .set((
+            balances::balance.eq(last.balance),
+            balances::version.eq(last.entry.version),
+            balances::fence_token.eq(last.fence_token),
+            balances::updated_at.eq(now),
+        ))
+        .execute(conn),
+    };
+    match written {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(GroupError::Rejected(Rejection::StaleFence)),
+        Err(error) if is_refusal(&error) => Err(GroupError::Rejected(Rejection::StaleFence)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Ledger entries and payments of the committed writes, as two multi-row inserts.
+fn insert_entries_and_payments(
+    conn: &mut MysqlConnection,
+    ops: &[WriteOp],
+    results: &[WriteResult],
+) -> QueryResult<()> {
+    let committed = ops
+        .iter()
+        .zip(results)
+        .filter(|(_, result)| **result == WriteResult::Committed)
+        .map(|(op, _)| op);
+    let mut entries: Vec<&LedgerRow> = Vec::new();
+    let mut paid: Vec<&PaymentRow> = Vec::new();
+    for op in committed {
+        match &op.command {
+            WriteCommand::Charge(change) => entries.push(&change.entry),
+            WriteCommand::Pay { change, payment } => {
+                entries.push(&change.entry);
+                paid.push(payment);
+            }
+            WriteCommand::CreateOrder(_) => {}
+        }
+    }
+    if !entries.is_empty() {
+        diesel::insert_into(ledger_entries::table)
+            .values(entries)
+            .execute(conn)?;
+    }
+    if !paid.is_empty() {
+        diesel::insert_into(payments::table)
+            .values(paid)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A refusal by a constraint (duplicate key): the statement was rolled back, the transaction
+/// goes on. Anything else (deadlock, lost connection) fails the whole batch.
+fn is_refusal(error: &DieselError) -> bool {
+    matches!(
+        error,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::CheckViolation,
+            _
+        )
+    )
+}

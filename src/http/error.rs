@@ -1,0 +1,196 @@
+//! The API's one error type: each variant maps to a status and an RFC 9457 problem+json body
+//! with a stable machine-readable `code`. Internal causes are logged, never sent.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::actors::{BuyerError, OverloadReason};
+use crate::db::DbError;
+use crate::domain::{AmountParseError, DomainError, IdParseError};
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_S: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("buyerId {0}")]
+    InvalidBuyerId(IdParseError),
+    #[error("orderId {0}")]
+    InvalidOrderId(IdParseError),
+    #[error("the query parameter `point` is required")]
+    MissingPoint,
+    #[error("point {0}")]
+    InvalidPoint(AmountParseError),
+    #[error("totalPrice {0}")]
+    InvalidAmount(AmountParseError),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("limit must be between 1 and {max}")]
+    InvalidLimit { max: i64 },
+    #[error("the cursor is not one this API returned")]
+    InvalidCursor,
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("no order with this id for this buyer")]
+    OrderNotFound,
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("the order is already paid")]
+    OrderAlreadyPaid,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyKeyInFlight,
+    #[error("the request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Rule(DomainError),
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyMismatch,
+    #[error("the engine is overloaded ({}); retry later", .0.as_str())]
+    Overloaded(OverloadReason),
+    #[error("the database is unavailable; retry later")]
+    DatabaseUnavailable,
+    #[error("the buyer's balance changed concurrently; retry")]
+    WriteConflict,
+    #[error(
+        "the request did not complete in time; retry with the same Idempotency-Key to learn its outcome"
+    )]
+    Timeout,
+    #[error("internal error")]
+    Internal,
+}
+
+/// An RFC 9457 problem details body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `insufficient_balance`.
+    pub code: &'static str,
+}
+
+impl ApiError {
+    /// The stable code and a short title.
+    pub fn code_and_title(&self) -> (&'static str, &'static str) {
+        use ApiError as E;
+        match self {
+            E::InvalidBuyerId(_) => ("invalid_buyer_id", "Invalid buyer id"),
+            E::InvalidOrderId(_) => ("invalid_order_id", "Invalid order id"),
+            E::MissingPoint => ("missing_point", "Missing point"),
+            E::InvalidPoint(_) => ("invalid_point", "Invalid point"),
+            E::InvalidAmount(_) => ("invalid_amount", "Invalid amount"),
+            E::InvalidBody(_) => ("invalid_body", "Invalid request body"),
+            E::InvalidQuery(_) => ("invalid_query", "Invalid query"),
+            E::InvalidLimit { .. } => ("invalid_limit", "Invalid limit"),
+            E::InvalidCursor => ("invalid_cursor", "Invalid cursor"),
+            E::InvalidIdempotencyKey(_) => ("invalid_idempotency_key", "Invalid Idempotency-Key"),
+            E::OrderNotFound => ("order_not_found", "Order not found"),
+            E::NotFound => ("not_found", "Not found"),
+            E::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
+            E::OrderAlreadyPaid => ("order_already_paid", "Order already paid"),
+            E::IdempotencyKeyInFlight => ("idempotency_key_in_flight", "Request in flight"),
+            E::PayloadTooLarge { .. } => ("payload_too_large", "Payload too large"),
+            E::UnsupportedMediaType => ("unsupported_media_type", "Unsupported media type"),
+            E::Rule(DomainError::InsufficientBalance { .. }) => {
+                ("insufficient_balance", "Insufficient balance")
+            }
+            E::Rule(DomainError::BalanceLimitExceeded { .. }) => {
+                ("balance_limit_exceeded", "Balance limit exceeded")
+            }
+            E::IdempotencyKeyMismatch => ("idempotency_key_mismatch", "Idempotency-Key reused"),
+            E::Overloaded(_) => ("overloaded", "Overloaded"),
+            E::DatabaseUnavailable => ("database_unavailable", "Database unavailable"),
+            E::WriteConflict => ("write_conflict", "Write conflict"),
+            E::Timeout => ("timeout", "Timeout"),
+            E::Internal => ("internal_error", "Internal error"),
+        }
+    }
+
+    /// A database failure on a read path; logged here, once.
+    pub fn from_db(error: DbError) -> ApiError {
+        if error.is_transient() {
+            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "database unavailable");
+            ApiError::DatabaseUnavailable
+        } else {
+            tracing::error!(error = ?error, "database query failed");
+            ApiError::Internal
+        }
+    }
+}
+
+impl From<BuyerError> for ApiError {
+    fn from(error: BuyerError) -> Self {
+        match error {
+            BuyerError::Rule(rule) => ApiError::Rule(rule),
+            BuyerError::OrderNotFound => ApiError::OrderNotFound,
+            BuyerError::OrderAlreadyPaid => ApiError::OrderAlreadyPaid,
+            BuyerError::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
+            BuyerError::IdempotencyKeyMismatch => ApiError::IdempotencyKeyMismatch,
+            BuyerError::Overloaded(reason) => ApiError::Overloaded(reason),
+            BuyerError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+            BuyerError::WriteConflict => ApiError::WriteConflict,
+            BuyerError::Internal => ApiError::Internal,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        use ApiError as E;
+        match self {
+            E::InvalidBuyerId(_)
+            | E::InvalidOrderId(_)
+            | E::MissingPoint
+            | E::InvalidPoint(_)
+            | E::InvalidAmount(_)
+            | E::InvalidBody(_)
+            | E::InvalidQuery(_)
+            | E::InvalidLimit { .. }
+            | E::InvalidCursor
+            | E::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            E::OrderNotFound | E::NotFound => StatusCode::NOT_FOUND,
+            E::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            E::OrderAlreadyPaid | E::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            E::Rule(_) | E::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Overloaded(_) | E::DatabaseUnavailable | E::WriteConflict | E::Timeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (code, title) = self.code_and_title();
+        let problem = Problem {
+            problem_type: format!("urn:payment-engine:problem:{code}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code,
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S)));
+        }
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}

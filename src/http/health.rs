@@ -1,0 +1,28 @@
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::{ApiError, AppState, Problem};
+use crate::db::queries;
+
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "Alive")))]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "up" }))
+}
+
+/// The engine can serve: the database answers.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .db
+        .run(queries::ping)
+        .await
+        .map_err(ApiError::from_db)?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "up" })))
+}

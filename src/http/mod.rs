@@ -1,0 +1,133 @@
+//! The HTTP layer: routes, extractors and error mapping. Handlers parse and delegate.
+
+mod error;
+mod extract;
+mod health;
+pub mod openapi;
+mod orders;
+mod points;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+
+pub use error::{ApiError, Problem};
+
+use crate::actors::{BuyerError, BuyerRegistry, Command, Receipt};
+use crate::db::Db;
+use crate::db::ids::IdAllocator;
+use crate::domain::{BuyerId, IdempotencyKey, Points};
+
+/// Shared by every handler.
+pub struct AppState {
+    pub registry: Arc<BuyerRegistry>,
+    pub db: Db,
+    pub order_ids: IdAllocator,
+    pub payment_ids: IdAllocator,
+    pub max_charge: Points,
+    pub max_order: Points,
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// Hands a command to the buyer's actor and waits (bounded) for it to be durable.
+    async fn execute(
+        &self,
+        buyer: BuyerId,
+        command: Command,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Receipt, ApiError> {
+        let ticket = self.registry.dispatch(buyer, command, key).await?;
+        match tokio::time::timeout(self.request_timeout, ticket).await {
+            Ok(outcome) => outcome.map_err(ApiError::from),
+            Err(_elapsed) => Err(ApiError::Timeout),
+        }
+    }
+}
+
+impl From<BuyerError> for actix_web::Error {
+    fn from(error: BuyerError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+/// Registers every route and the extractor error handlers on an App.
+pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(extract::json_config(max_body_bytes))
+            .app_data(extract::query_config())
+            .app_data(extract::path_config())
+            .app_data(web::PayloadConfig::new(max_body_bytes))
+            .service(
+                web::resource("/points/history/{buyer_id}")
+                    .route(web::get().to(points::history))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/points/{buyer_id}")
+                    .route(web::post().to(points::charge))
+                    .route(web::get().to(points::balance))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/orders/payment/kafka")
+                    .route(web::post().to(orders::pay))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/orders")
+                    .route(web::post().to(orders::create))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/orders/{order_id}")
+                    .route(web::get().to(orders::get))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/health/live")
+                    .route(web::get().to(health::live))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/health/ready")
+                    .route(web::get().to(health::ready))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(openapi::swagger_ui());
+    }
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// The answer to unknown routes.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// A 200/201 with the receipt, or the stored answer of an Idempotency-Key replay.
+fn respond(receipt: Receipt) -> HttpResponse {
+    match receipt {
+        Receipt::Charged(body) => HttpResponse::Ok().json(body),
+        Receipt::Paid(body) => HttpResponse::Ok().json(body),
+        Receipt::OrderCreated(body) => HttpResponse::Created()
+            .insert_header((
+                actix_web::http::header::LOCATION,
+                format!("/orders/{}", body.order_id),
+            ))
+            .json(body),
+        Receipt::Replayed(stored) => replay(stored),
+    }
+}
+
+fn replay(stored: crate::actors::StoredResponse) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(stored.status)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .insert_header(("Idempotent-Replayed", "true"))
+        .body(stored.body)
+}

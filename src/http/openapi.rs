@@ -1,0 +1,31 @@
+//! The OpenAPI description (utoipa) and the Swagger UI, whose assets are vendored in the
+//! `utoipa-swagger-ui-vendored` crate (nothing is downloaded at build time).
+
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::error::Problem;
+use super::{health, orders, points};
+use crate::domain::{ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentReceipt};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "payment-engine", description = "Points, orders and payments. Errors are RFC 9457 problem+json with a stable `code`."),
+    paths(
+        points::charge, points::balance, points::history,
+        orders::pay, orders::create, orders::get,
+        health::live, health::ready,
+    ),
+    components(schemas(
+        ChargeReceipt, PaymentReceipt, OrderView, OrderStatus, EntryKind, Problem,
+        points::BalanceView, points::HistoryPage, points::HistoryEntry,
+        orders::PayRequest, orders::CreateOrderRequest,
+    )),
+    tags((name = "points"), (name = "orders"), (name = "health"))
+)]
+pub struct ApiDoc;
+
+/// `/openapi.json` and the UI at `/docs/`.
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+}

@@ -1,0 +1,139 @@
+//! `/orders`: create, read, and pay (`/orders/payment/kafka`, the original system's route).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{self, committed_answer};
+use super::{ApiError, AppState, Problem, respond};
+use crate::actors::Command;
+use crate::db::queries;
+use crate::domain::{
+    BuyerId, IdParseError, OrderId, OrderStatus, OrderView, PaymentId, PaymentReceipt, Points,
+};
+
+/// Pay an order from the buyer's points.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayRequest {
+    buyer_id: i64,
+    order_id: i64,
+}
+
+/// Create an order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrderRequest {
+    buyer_id: i64,
+    /// Positive, no greater than the configured maximum order total.
+    total_price: i64,
+}
+
+fn body_id<T: TryFrom<i64, Error = IdParseError>>(value: i64, field: &str) -> Result<T, ApiError> {
+    T::try_from(value).map_err(|e| ApiError::InvalidBody(format!("{field} {e}")))
+}
+
+/// Pay an order: deducts its total, records the payment and marks it PAID, in one transaction.
+#[utoipa::path(
+    post, path = "/orders/payment/kafka", tag = "orders", request_body = PayRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key (1-255 printable ASCII)")),
+    responses(
+        (status = 200, description = "Paid", body = PaymentReceipt),
+        (status = 400, description = "Malformed body or invalid ids", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order for this buyer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Order already paid, or same Idempotency-Key in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Insufficient balance, or key reused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, database unavailable or write conflict; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn pay(
+    state: web::Data<AppState>,
+    body: web::Json<PayRequest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let buyer: BuyerId = body_id(body.buyer_id, "buyerId")?;
+    let order_id: OrderId = body_id(body.order_id, "orderId")?;
+    let key = extract::idempotency_key(&req)?;
+    let fingerprint = || {
+        // The payment id is not part of the request: any placeholder gives the same fingerprint.
+        Command::Pay {
+            order_id,
+            payment_id: PaymentId::try_from(1).expect("1 is a valid id"),
+        }
+        .fingerprint(buyer)
+    };
+    if let Some(answer) = committed_answer(&state, key.as_ref(), fingerprint).await? {
+        return Ok(answer);
+    }
+    let payment_id = next_id(state.payment_ids.next().await)?;
+    let command = Command::Pay {
+        order_id,
+        payment_id,
+    };
+    Ok(respond(state.execute(buyer, command, key).await?))
+}
+
+/// Create an order (status PENDING).
+#[utoipa::path(
+    post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
+    responses(
+        (status = 201, description = "Created", body = OrderView, headers(("Location" = String, description = "/orders/{orderId}"))),
+        (status = 400, description = "Malformed body, invalid buyer id or amount", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<CreateOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let buyer: BuyerId = body_id(body.buyer_id, "buyerId")?;
+    let total_price =
+        Points::positive(body.total_price, state.max_order).map_err(ApiError::InvalidAmount)?;
+    let order_id = next_id(state.order_ids.next().await)?;
+    let command = Command::CreateOrder {
+        order_id,
+        total_price,
+    };
+    Ok(respond(state.execute(buyer, command, None).await?))
+}
+
+/// An order and its status.
+#[utoipa::path(
+    get, path = "/orders/{orderId}", tag = "orders",
+    params(("orderId" = i64, Path, description = "Order id (positive)")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "Invalid order id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = extract::order_id(&path)?;
+    let row = state
+        .db
+        .run(move |conn| queries::find_order(conn, order_id.get()))
+        .await
+        .map_err(ApiError::from_db)?
+        .ok_or(ApiError::OrderNotFound)?;
+    let view = OrderView {
+        order_id,
+        buyer_id: BuyerId::try_from(row.buyer_id).map_err(|_| ApiError::Internal)?,
+        total_price: Points::new(row.total_price),
+        status: OrderStatus::parse(&row.status).ok_or(ApiError::Internal)?,
+        created_at: row.created_at.and_utc(),
+        paid_at: row.paid_at.map(|at| at.and_utc()),
+    };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn next_id<T: TryFrom<i64>>(id: Result<i64, crate::db::DbError>) -> Result<T, ApiError> {
+    T::try_from(id.map_err(ApiError::from_db)?).map_err(|_| ApiError::Internal)
+}

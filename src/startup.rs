@@ -1,0 +1,140 @@
+//! Builds the whole application, so `main` and the tests run the very same thing.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use chrono::Utc;
+use tokio::task::JoinHandle;
+
+use crate::actors::{BuyerDeps, BuyerRegistry, PaymentCoordinator};
+use crate::config::Settings;
+use crate::db::ids::IdAllocator;
+use crate::db::{Db, PoolSettings, ensure_database, queries, run_migrations};
+use crate::http::{self, AppState};
+
+/// Ids reserved per database round trip.
+const ID_BLOCK_SIZE: i64 = 1000;
+/// How often expired Idempotency-Key records are deleted, and at most how many per round.
+const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+const IDEMPOTENCY_PRUNE_BATCH: i64 = 10_000;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    registry: Arc<BuyerRegistry>,
+    pruner: JoinHandle<()>,
+}
+
+impl Application {
+    /// Creates and migrates the database, starts the actors and binds the HTTP listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let url = settings.database_url.clone();
+        tokio::task::spawn_blocking(move || {
+            ensure_database(&url)?;
+            run_migrations(&url)
+        })
+        .await
+        .context("migration task failed")??;
+
+        let pool = crate::db::pool::build_pool(
+            &settings.database_url,
+            &PoolSettings {
+                max_size: settings.db_pool_size.max(2),
+                checkout_timeout: Duration::from_millis(settings.db_checkout_timeout_ms),
+                lock_wait_timeout_s: settings.db_lock_wait_timeout_s,
+            },
+        );
+        let db = Db::new(pool);
+        let coordinator = PaymentCoordinator::start(
+            db.clone(),
+            usize::from(settings.batch_max_ops),
+            settings.coordinator_queue_capacity,
+        );
+        let registry = Arc::new(BuyerRegistry::new(
+            BuyerDeps {
+                db: db.clone(),
+                coordinator,
+                max_balance: settings.max_balance(),
+                idempotency_ttl: settings.idempotency_ttl(),
+                idle_timeout: settings.buyer_idle_timeout(),
+                actors: Arc::default(),
+            },
+            settings.actor_threads(),
+            settings.buyer_mailbox_capacity,
+        ));
+        let state = web::Data::new(AppState {
+            registry: Arc::clone(&registry),
+            db: db.clone(),
+            order_ids: IdAllocator::new(db.clone(), "orders", ID_BLOCK_SIZE),
+            payment_ids: IdAllocator::new(db.clone(), "payments", ID_BLOCK_SIZE),
+            max_charge: settings.max_charge(),
+            max_order: settings.max_order(),
+            request_timeout: settings.request_timeout(),
+        });
+
+        let listener = TcpListener::bind(settings.bind_addr)
+            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        let port = listener.local_addr()?.port();
+        let max_body_bytes = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(state.clone())
+                .configure(http::configure(max_body_bytes))
+                .default_service(web::to(http::not_found))
+        })
+        .workers(settings.http_workers())
+        .shutdown_timeout(settings.shutdown_timeout_s)
+        .listen(listener)?
+        .run();
+        let pruner = tokio::spawn(prune_idempotency_records(db));
+        Ok(Application {
+            port,
+            server,
+            registry,
+            pruner,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT, or the handle): stops accepting, lets accepted
+    /// requests finish (each is answered after its commit), then stops the actors.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.pruner.abort();
+        self.registry.stop();
+        result
+    }
+}
+
+async fn prune_idempotency_records(db: Db) {
+    let mut every = tokio::time::interval(IDEMPOTENCY_PRUNE_EVERY);
+    loop {
+        every.tick().await;
+        let pruned = db
+            .run(|conn| {
+                queries::prune_idempotency_records(
+                    conn,
+                    Utc::now().naive_utc(),
+                    IDEMPOTENCY_PRUNE_BATCH,
+                )
+            })
+            .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired idempotency keys deleted"),
+            Err(error) => tracing::warn!(error = %error, "pruning idempotency keys failed"),
+        }
+    }
+}
