@@ -30,6 +30,10 @@ use crate::domain::{
     OrderView, PaymentId, PaymentReceipt, Points,
 };
 
+/// Most committed Idempotency-Keys a buyer's actor remembers (older ones are found in the
+/// database by the HTTP layer, or by the writer's unique key).
+const RECENT_KEYS_MAX: usize = 256;
+
 /// Most orders a buyer's actor remembers once their outcome is durable; past it they are
 /// forgotten and read again from the database when needed.
 const KNOWN_ORDERS_MAX: usize = 4096;
@@ -168,6 +172,8 @@ pub struct BuyerActor {
     inflight: usize,
     last_active: Instant,
     keys_in_flight: HashMap<String, String>,
+    /// Committed keys: fingerprint and answer.
+    recent_keys: HashMap<String, (String, StoredResponse)>,
     orders: OrderBook,
 }
 
@@ -186,6 +192,7 @@ impl BuyerActor {
             inflight: 0,
             last_active: Instant::now(),
             keys_in_flight: HashMap::new(),
+            recent_keys: HashMap::new(),
             orders: OrderBook::default(),
         }
     }
@@ -241,6 +248,13 @@ impl BuyerActor {
                 } else {
                     BuyerError::IdempotencyKeyMismatch
                 });
+            }
+            if let Some((committed, answer)) = self.recent_keys.get(key) {
+                if committed != fingerprint {
+                    return Err(BuyerError::IdempotencyKeyMismatch);
+                }
+                let replay = Receipt::Replayed(answer.clone());
+                return Ok(Box::pin(futures::future::ready(Ok(replay))));
             }
         }
         match command {
@@ -467,7 +481,11 @@ impl BuyerActor {
         ctx.spawn(
             actix::fut::wrap_future(reply).map(move |reply, act: &mut Self, _ctx| {
                 let reply = reply.unwrap_or(Err(CommitError::Internal));
+                let key = keyed.clone();
                 let outcome = act.settle(generation, reply, keyed, tracked);
+                if let (Ok(None), Some((key, fingerprint))) = (&outcome, key) {
+                    act.remember_key(key, fingerprint, &receipt);
+                }
                 let _ =
                     answer.send(outcome.map(|replay| replay.map_or(receipt, Receipt::Replayed)));
             }),
@@ -529,6 +547,19 @@ impl BuyerActor {
             Err(CommitError::Unavailable) => Err(BuyerError::DatabaseUnavailable),
             Err(CommitError::Internal) => Err(BuyerError::Internal),
         }
+    }
+
+    fn remember_key(&mut self, key: String, fingerprint: String, receipt: &Receipt) {
+        let body = match receipt {
+            Receipt::Charged(body) => serde_json::to_string(body),
+            Receipt::Paid(body) => serde_json::to_string(body),
+            Receipt::OrderCreated(_) | Receipt::Replayed(_) => return,
+        };
+        if self.recent_keys.len() >= RECENT_KEYS_MAX {
+            self.recent_keys.clear();
+        }
+        let answer = StoredResponse { status: 200, body: body.unwrap_or_default() };
+        self.recent_keys.insert(key, (fingerprint, answer));
     }
 
     fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {

@@ -38,8 +38,11 @@ impl AppState {
         command: Command,
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, ApiError> {
-        let ticket = self.registry.dispatch(buyer, command, key).await?;
-        match tokio::time::timeout(self.request_timeout, ticket).await {
+        let outcome = async {
+            let ticket = self.registry.dispatch(buyer, command, key).await?;
+            ticket.await
+        };
+        match tokio::time::timeout(self.request_timeout, outcome).await {
             Ok(outcome) => outcome.map_err(ApiError::from),
             Err(_elapsed) => Err(ApiError::Timeout),
         }

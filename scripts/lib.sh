@@ -1,0 +1,63 @@
+# Shared by scripts/demo, scripts/test and .ci/run: make sure what the engine and its tests need
+# is installed and running. Idempotent; prints what it does. Needs root (or sudo) on a fresh
+# Debian/Ubuntu machine only when something must be installed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS_DIR=${PAYMENT_ENGINE_TOOLS:-/opt/payment-engine-tools}
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_build_deps() {
+  command -v cargo >/dev/null || {
+    echo "Rust is not installed: see https://rustup.rs (stable toolchain)" >&2
+    exit 1
+  }
+  apt_install pkg-config libmariadb-dev-compat build-essential
+}
+
+mariadb_ping() {
+  mariadb-admin --protocol=tcp -h127.0.0.1 -P3306 -uroot ping >/dev/null 2>&1 ||
+    mariadb-admin ping >/dev/null 2>&1
+}
+
+# Installs MariaDB if missing, starts it if stopped, and exports DATABASE_SERVER_URL: the
+# server URL (no database) the engine and the tests connect with.
+ensure_mariadb() {
+  command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server mariadb-client
+  if ! mariadb_ping; then
+    log "starting MariaDB"
+    as_root mkdir -p /run/mysqld
+    as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+    for _ in $(seq 1 60); do mariadb_ping && break; sleep 0.5; done
+    mariadb_ping || { echo "MariaDB did not start" >&2; exit 1; }
+  fi
+  if [ -n "${DATABASE_SERVER_URL:-}" ]; then
+    export DATABASE_SERVER_URL
+  elif mariadb --protocol=tcp -h127.0.0.1 -P3306 -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+    export DATABASE_SERVER_URL="mysql://root@127.0.0.1:3306"
+  else
+    # Fresh Debian: root logs in through the unix socket only. Create a local dev user instead
+    # of weakening root.
+    log "creating MariaDB user payment_engine@127.0.0.1 for local development"
+    as_root mariadb -e "CREATE USER IF NOT EXISTS 'payment_engine'@'127.0.0.1' IDENTIFIED BY 'payment_engine';
+      GRANT ALL PRIVILEGES ON *.* TO 'payment_engine'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    export DATABASE_SERVER_URL="mysql://payment_engine:payment_engine@127.0.0.1:3306"
+  fi
+}
