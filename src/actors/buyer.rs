@@ -558,7 +558,10 @@ impl BuyerActor {
         if self.recent_keys.len() >= RECENT_KEYS_MAX {
             self.recent_keys.clear();
         }
-        let answer = StoredResponse { status: 200, body: body.unwrap_or_default() };
+        let answer = StoredResponse {
+            status: 200,
+            body: body.unwrap_or_default(),
+        };
         self.recent_keys.insert(key, (fingerprint, answer));
     }
 
