@@ -20,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Events { command } => crate::events::cli::run(settings, command).await,
         Command::Serve { seed: with_seed } => {
             if with_seed {
                 let seed_settings = settings.clone();

@@ -32,6 +32,11 @@ pub enum Command {
     Migrate,
     /// Load demo data: buyers 1..7 with a starting balance and orders 1..107 spread over them.
     Seed,
+    /// Events: tail the topics, list and re-drive dead events.
+    Events {
+        #[command(subcommand)]
+        command: crate::events::cli::EventsCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +180,9 @@ pub struct Settings {
     /// On SIGTERM, how long in-flight requests get to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", global = true, default_value_t = 30)]
     pub shutdown_timeout_s: u64,
+
+    #[command(flatten)]
+    pub kafka: crate::events::kafka::KafkaSettings,
 
     /// Log output format (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Pretty)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use tokio::task::JoinHandle;
 
+use crate::actors::publisher::{KafkaPublisher, PublisherHandle};
 use crate::actors::{BuyerDeps, BuyerRegistry, PaymentCoordinator};
 use crate::config::Settings;
 use crate::db::ids::IdAllocator;
@@ -26,6 +27,7 @@ pub struct Application {
     port: u16,
     server: Server,
     registry: Arc<BuyerRegistry>,
+    publisher: PublisherHandle,
     pruner: JoinHandle<()>,
 }
 
@@ -49,8 +51,10 @@ impl Application {
             },
         );
         let db = Db::new(pool);
+        let publisher = KafkaPublisher::start(db.clone(), settings.kafka.clone());
         let coordinator = PaymentCoordinator::start(
             db.clone(),
+            publisher.clone(),
             usize::from(settings.batch_max_ops),
             settings.coordinator_queue_capacity,
         );
@@ -61,6 +65,7 @@ impl Application {
                 max_balance: settings.max_balance(),
                 idempotency_ttl: settings.idempotency_ttl(),
                 idle_timeout: settings.buyer_idle_timeout(),
+                emit_charge_events: settings.kafka.emit_charge_events,
                 actors: Arc::default(),
             },
             settings.actor_threads(),
@@ -68,6 +73,7 @@ impl Application {
         ));
         let state = web::Data::new(AppState {
             registry: Arc::clone(&registry),
+            publisher: publisher.clone(),
             db: db.clone(),
             order_ids: IdAllocator::new(db.clone(), "orders", ID_BLOCK_SIZE),
             payment_ids: IdAllocator::new(db.clone(), "payments", ID_BLOCK_SIZE),
@@ -93,6 +99,7 @@ impl Application {
         .run();
         let pruner = tokio::spawn(prune_idempotency_records(db));
         Ok(Application {
+            publisher,
             port,
             server,
             registry,
@@ -109,10 +116,12 @@ impl Application {
     }
 
     /// Serves until stopped (SIGTERM/SIGINT, or the handle): stops accepting, lets accepted
-    /// requests finish (each is answered after its commit), then stops the actors.
+    /// requests finish (each is answered after its commit), flushes the Kafka producer, then
+    /// stops the actors.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.pruner.abort();
+        self.publisher.shutdown().await;
         self.registry.stop();
         result
     }

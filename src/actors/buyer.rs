@@ -29,6 +29,7 @@ use crate::domain::{
     BalanceState, BuyerId, ChargeReceipt, IdempotencyKey, Movement, OrderId, OrderStatus,
     OrderView, PaymentId, PaymentReceipt, Points,
 };
+use crate::events;
 
 /// Most committed Idempotency-Keys a buyer's actor remembers (older ones are found in the
 /// database by the HTTP layer, or by the writer's unique key).
@@ -173,7 +174,7 @@ pub struct BuyerActor {
     last_active: Instant,
     keys_in_flight: HashMap<String, String>,
     /// Committed keys: fingerprint and answer.
-    recent_keys: HashMap<String, (String, StoredResponse)>,
+    recent_keys: HashMap<String, (String, StoredResponse, Instant)>,
     orders: OrderBook,
 }
 
@@ -249,7 +250,11 @@ impl BuyerActor {
                     BuyerError::IdempotencyKeyMismatch
                 });
             }
-            if let Some((committed, answer)) = self.recent_keys.get(key) {
+            if let Some((committed, answer, _)) = self
+                .recent_keys
+                .get(key)
+                .filter(|(_, _, until)| *until > Instant::now())
+            {
                 if committed != fingerprint {
                     return Err(BuyerError::IdempotencyKeyMismatch);
                 }
@@ -289,6 +294,10 @@ impl BuyerActor {
             buyer_id: self.buyer.get(),
             command: WriteCommand::Charge(self.balance_change(&movement, None, now)),
             idempotency: self.idempotency_row(&keyed, &receipt, now),
+            event: self
+                .deps
+                .emit_charge_events
+                .then(|| events::points_charged(&receipt, now)),
         };
         let reply = self.submit(op)?;
         self.advance(&movement);
@@ -352,6 +361,7 @@ impl BuyerActor {
                 payment,
             },
             idempotency: self.idempotency_row(&keyed, &receipt, now),
+            event: Some(events::payment_completed(&receipt)),
         };
         let reply = self.submit(op)?;
         self.advance(&movement);
@@ -391,6 +401,7 @@ impl BuyerActor {
                 paid_at: None,
             }),
             idempotency: None,
+            event: None,
         };
         let reply = self.submit(op)?;
         self.orders.creating.insert(order_id, total_price);
@@ -562,7 +573,10 @@ impl BuyerActor {
             status: 200,
             body: body.unwrap_or_default(),
         };
-        self.recent_keys.insert(key, (fingerprint, answer));
+        let Some(until) = Instant::now().checked_add(self.deps.idempotency_ttl) else {
+            return;
+        };
+        self.recent_keys.insert(key, (fingerprint, answer, until));
     }
 
     fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {
@@ -595,7 +609,7 @@ impl Actor for BuyerActor {
 impl Handler<BuyerCommand> for BuyerActor {
     type Result = AtomicResponse<Self, Result<Ticket, BuyerError>>;
 
-    fn handle(&mut self, message: BuyerCommand, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, message: BuyerCommand, ctx: &mut Context<Self>) -> Self::Result {
         let BuyerCommand {
             command,
             idempotency_key,
@@ -606,7 +620,6 @@ impl Handler<BuyerCommand> for BuyerActor {
         drop(permit);
         self.last_active = Instant::now();
 
-        let load_state = self.state.is_none();
         let load_order = match &command {
             Command::Pay { order_id, .. }
                 if matches!(self.orders.lookup(*order_id), Lookup::Unknown) =>
@@ -615,13 +628,33 @@ impl Handler<BuyerCommand> for BuyerActor {
             }
             _ => None,
         };
+        // Reading an order from the database is a moment to refresh the balance too (same round
+        // trip): with nothing in flight, the database is the truth.
+        let load_state = self.state.is_none() || (load_order.is_some() && self.inflight == 0);
         if !load_state && load_order.is_none() {
-            let run = move |(), act: &mut Self, ctx: &mut Context<Self>| {
-                act.execute(command, idempotency_key, ctx)
-            };
-            return AtomicResponse::new(Box::pin(ActorFutureExt::map(actix::fut::ready(()), run)));
+            let decided = self.execute(command.clone(), idempotency_key.clone(), ctx);
+            // A money rule refused on cached state; another engine on the same database may
+            // have changed the buyer since. With none of our writes in flight, the database is
+            // the truth: check once more against it before refusing.
+            if matches!(decided, Err(BuyerError::Rule(_))) && self.inflight == 0 {
+                return self.load_then_execute(command, idempotency_key, true, None);
+            }
+            return AtomicResponse::new(Box::pin(actix::fut::ready(decided)));
         }
-        // Reads block this buyer's mailbox (AtomicResponse) so later commands see their result.
+        self.load_then_execute(command, idempotency_key, load_state, load_order)
+    }
+}
+
+impl BuyerActor {
+    /// Loads the buyer's balance and/or an order, then executes the command. The reads block
+    /// this buyer's mailbox (AtomicResponse) so later commands see their result.
+    fn load_then_execute(
+        &mut self,
+        command: Command,
+        idempotency_key: Option<IdempotencyKey>,
+        load_state: bool,
+        load_order: Option<OrderId>,
+    ) -> AtomicResponse<Self, Result<Ticket, BuyerError>> {
         let buyer = self.buyer;
         let db = self.deps.db.clone();
         let load = async move {

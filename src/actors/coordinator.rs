@@ -12,6 +12,7 @@ use chrono::Utc;
 use tokio::sync::oneshot;
 
 use super::mailbox::{Mailbox, Permit};
+use super::publisher::{OutboundEvent, PublisherHandle};
 use crate::db::writer::{WriteOp, WriteResult, commit_batch};
 use crate::db::{Db, DbError};
 
@@ -71,6 +72,7 @@ impl CoordinatorHandle {
 
 pub struct PaymentCoordinator {
     db: Db,
+    publisher: PublisherHandle,
     batch_max_ops: usize,
     capacity: usize,
     pending: VecDeque<Submit>,
@@ -79,13 +81,19 @@ pub struct PaymentCoordinator {
 
 impl PaymentCoordinator {
     /// Starts the coordinator on its own arbiter (thread).
-    pub fn start(db: Db, batch_max_ops: usize, capacity: usize) -> CoordinatorHandle {
+    pub fn start(
+        db: Db,
+        publisher: PublisherHandle,
+        batch_max_ops: usize,
+        capacity: usize,
+    ) -> CoordinatorHandle {
         let arbiter = Arbiter::new();
         let addr = PaymentCoordinator::start_in_arbiter(&arbiter.handle(), move |ctx| {
             // Our Mailbox counts and bounds the queue; actix's own bound must never bite first.
             ctx.set_mailbox_capacity(capacity + 1);
             PaymentCoordinator {
                 db,
+                publisher,
                 batch_max_ops: batch_max_ops.max(1),
                 capacity,
                 pending: VecDeque::new(),
@@ -111,10 +119,25 @@ impl PaymentCoordinator {
         self.committing = true;
         let db = self.db.clone();
         let commit = async move {
-            db.run(move |conn| commit_batch(conn, &ops, Utc::now().naive_utc()))
-                .await
+            db.run(move |conn| {
+                let results = commit_batch(conn, &ops, Utc::now().naive_utc())?;
+                Ok((ops, results))
+            })
+            .await
         };
         ctx.spawn(commit.into_actor(self).map(move |outcome, act, ctx| {
+            let outcome = outcome.map(|(ops, results)| {
+                // Committed events go to the publisher right away; the outbox holds them
+                // until it confirms delivery.
+                let events = ops
+                    .into_iter()
+                    .zip(&results)
+                    .filter(|(_, result)| **result == WriteResult::Committed)
+                    .filter_map(|(op, _)| op.event.map(OutboundEvent::from))
+                    .collect();
+                act.publisher.hand_off(events);
+                results
+            });
             deliver(waiters, outcome);
             act.committing = false;
             act.start_next_batch(ctx);

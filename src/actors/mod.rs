@@ -5,6 +5,7 @@ pub mod buyer;
 pub mod coordinator;
 mod errors;
 pub mod mailbox;
+pub mod publisher;
 pub mod registry;
 
 pub use buyer::{Command, Ticket};

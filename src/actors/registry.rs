@@ -35,6 +35,8 @@ pub struct BuyerDeps {
     pub max_balance: Points,
     pub idempotency_ttl: Duration,
     pub idle_timeout: Duration,
+    /// Whether charges also write a `points.charged` outbox event.
+    pub emit_charge_events: bool,
     pub actors: Arc<DashMap<BuyerId, BuyerHandle>>,
 }
 

@@ -4,6 +4,7 @@
 mod error;
 pub mod ids;
 pub mod models;
+pub mod outbox;
 pub mod pool;
 pub mod queries;
 pub mod schema;

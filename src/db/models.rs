@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{balances, idempotency_keys, ledger_entries, orders, payments};
+use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = balances, check_for_backend(diesel::mysql::Mysql))]
@@ -61,4 +61,31 @@ pub struct IdempotencyRow {
     pub response_body: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = outbox_events, check_for_backend(diesel::mysql::Mysql))]
+pub struct NewOutboxEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub buyer_id: i64,
+    pub payload: String,
+    pub occurred_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = outbox_events, check_for_backend(diesel::mysql::Mysql))]
+pub struct OutboxEventRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub buyer_id: i64,
+    pub payload: String,
+    pub occurred_at: NaiveDateTime,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub published_at: Option<NaiveDateTime>,
 }

@@ -59,6 +59,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    outbox_events (seq) {
+        seq -> Bigint,
+        #[max_length = 36]
+        event_id -> Char,
+        #[max_length = 64]
+        event_type -> Varchar,
+        schema_version -> Integer,
+        buyer_id -> Bigint,
+        payload -> Mediumtext,
+        occurred_at -> Datetime,
+        #[max_length = 16]
+        status -> Varchar,
+        attempts -> Integer,
+        #[max_length = 1024]
+        last_error -> Nullable<Varchar>,
+        published_at -> Nullable<Datetime>,
+    }
+}
+
+diesel::table! {
     payments (id) {
         id -> Bigint,
         order_id -> Bigint,
@@ -76,5 +96,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     ledger_entries,
     orders,
+    outbox_events,
     payments,
 );

@@ -9,9 +9,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
+use super::models::{BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow};
 use super::queries;
-use super::schema::{balances, idempotency_keys, ledger_entries, orders, payments};
+use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
 
 /// The balance row state a write expects to replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct WriteOp {
     pub buyer_id: i64,
     pub command: WriteCommand,
     pub idempotency: Option<IdempotencyRow>,
+    /// The outbox event this write emits, committed with it (payments; charges if enabled).
+    pub event: Option<NewOutboxEvent>,
 }
 
 impl WriteOp {
@@ -108,7 +110,7 @@ pub fn commit_batch(
         for indices in balance_groups(ops) {
             apply_buyer_group(conn, ops, &indices, now, &mut results)?;
         }
-        insert_entries_and_payments(conn, ops, &results)?;
+        insert_committed_rows(conn, ops, &results)?;
         Ok(results)
     })
 }
@@ -305,8 +307,9 @@ fn write_balance(
     }
 }
 
-/// Ledger entries and payments of the committed writes, as two multi-row inserts.
-fn insert_entries_and_payments(
+/// Ledger entries, payments and outbox events of the committed writes, as multi-row inserts
+/// (events in submission order, which is commit order).
+fn insert_committed_rows(
     conn: &mut MysqlConnection,
     ops: &[WriteOp],
     results: &[WriteResult],
@@ -318,7 +321,9 @@ fn insert_entries_and_payments(
         .map(|(op, _)| op);
     let mut entries: Vec<&LedgerRow> = Vec::new();
     let mut paid: Vec<&PaymentRow> = Vec::new();
+    let mut events: Vec<&NewOutboxEvent> = Vec::new();
     for op in committed {
+        events.extend(op.event.as_ref());
         match &op.command {
             WriteCommand::Charge(change) => entries.push(&change.entry),
             WriteCommand::Pay { change, payment } => {
@@ -336,6 +341,11 @@ fn insert_entries_and_payments(
     if !paid.is_empty() {
         diesel::insert_into(payments::table)
             .values(paid)
+            .execute(conn)?;
+    }
+    if !events.is_empty() {
+        diesel::insert_into(outbox_events::table)
+            .values(events)
             .execute(conn)?;
     }
     Ok(())

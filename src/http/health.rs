@@ -10,7 +10,8 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "up" }))
 }
 
-/// The engine can serve: the database answers.
+/// The engine can serve: the database answers. Also reports the broker (`up`, `down`,
+/// `unknown`, `disabled`) without failing on it: payments go on while Kafka is away.
 #[utoipa::path(
     get, path = "/health/ready", tag = "health",
     responses(
@@ -24,5 +25,6 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .run(queries::ping)
         .await
         .map_err(ApiError::from_db)?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "up" })))
+    let broker = state.publisher.broker_state().as_str();
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "up", "broker": broker })))
 }

@@ -22,6 +22,7 @@ use crate::domain::{BuyerId, IdempotencyKey, Points};
 /// Shared by every handler.
 pub struct AppState {
     pub registry: Arc<BuyerRegistry>,
+    pub publisher: crate::actors::publisher::PublisherHandle,
     pub db: Db,
     pub order_ids: IdAllocator,
     pub payment_ids: IdAllocator,
