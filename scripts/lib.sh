@@ -61,3 +61,30 @@ ensure_mariadb() {
     export DATABASE_SERVER_URL="mysql://payment_engine:payment_engine@127.0.0.1:3306"
   fi
 }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# The Kafka-protocol broker used here (no Apache Kafka on these machines): tansu. Installs it
+# once into $TOOLS_DIR (~8 minutes of compiling on 2 cores), starts it on 127.0.0.1:9092 with
+# in-memory storage if nothing listens there, and exports TANSU_BIN and BROKER_ADDR.
+ensure_broker() {
+  TANSU_BIN=${TANSU_BIN:-$(command -v tansu || true)}
+  if [ -z "$TANSU_BIN" ] || [ ! -x "$TANSU_BIN" ]; then
+    TANSU_BIN="$TOOLS_DIR/bin/tansu"
+  fi
+  if [ ! -x "$TANSU_BIN" ]; then
+    log "installing the tansu broker into $TOOLS_DIR (one time, ~8 minutes)"
+    as_root mkdir -p "$TOOLS_DIR"
+    cargo install tansu --version 0.6.0 --locked --features dynostore --root "$TOOLS_DIR" --quiet
+  fi
+  export TANSU_BIN
+  if ! port_open 127.0.0.1 9092; then
+    log "starting tansu on 127.0.0.1:9092 (in-memory storage)"
+    nohup "$TANSU_BIN" broker --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+      >"${TMPDIR:-/tmp}/payment-engine-tansu.log" 2>&1 &
+    for _ in $(seq 1 50); do port_open 127.0.0.1 9092 && break; sleep 0.2; done
+    port_open 127.0.0.1 9092 || { echo "tansu did not start; see ${TMPDIR:-/tmp}/payment-engine-tansu.log" >&2; exit 1; }
+  fi
+  export BROKER_ADDR=127.0.0.1:9092
+}

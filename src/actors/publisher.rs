@@ -175,6 +175,8 @@ pub struct KafkaPublisher {
     /// False in backlog mode: hand-offs are ignored and the relay drains the outbox.
     live: bool,
     relaying: bool,
+    /// False until topics were created, and again after a failure.
+    topics_ready: bool,
     backoff: Duration,
     next_relay_at: Instant,
 }
@@ -221,6 +223,7 @@ impl KafkaPublisher {
                 // Start in backlog mode: whatever a previous run left undelivered goes first.
                 live: false,
                 relaying: false,
+                topics_ready: false,
                 backoff: BACKOFF_MIN,
                 next_relay_at: Instant::now(),
             }
@@ -270,7 +273,14 @@ impl KafkaPublisher {
             Duration::from_millis(self.settings.outbox_relay_grace_ms)
         };
         let (db, settings) = (self.db.clone(), self.settings.clone());
+        // After a failure the broker may have come back empty (topics gone): create them again.
+        let ensure_topics = !self.topics_ready;
         let pass = async move {
+            if ensure_topics {
+                if let Err(error) = settings.ensure_topics().await {
+                    tracing::debug!(error = ?error, "creating topics failed");
+                }
+            }
             let cutoff =
                 Utc::now().naive_utc() - chrono::Duration::from_std(grace).unwrap_or_default();
             let limit = settings.outbox_relay_batch;
@@ -288,6 +298,7 @@ impl KafkaPublisher {
         };
         ctx.wait(pass.into_actor(self).map(move |outcome, act, _ctx| {
             act.relaying = false;
+            act.topics_ready = true; // unless after_failure says otherwise below
             match outcome {
                 Ok(None) => {
                     // Drained: resume live publishing unless a hand-off was dropped meanwhile.
@@ -300,6 +311,11 @@ impl KafkaPublisher {
                     act.backoff = BACKOFF_MIN;
                 }
                 Ok(Some(produced)) if produced.unreachable => {
+                    tracing::warn!(
+                        delivered = produced.delivered.len(),
+                        retry_in_ms = act.backoff.as_millis() as u64,
+                        "Kafka unreachable; outbox relay backing off"
+                    );
                     act.live = false;
                     act.after_failure();
                 }
@@ -320,7 +336,12 @@ impl KafkaPublisher {
         }));
     }
 
+    /// After failed deliveries: back off, and start over with new topics and a new producer.
+    /// A broker that lost its state (restarted with in-memory storage) no longer knows this
+    /// idempotent producer's id and refuses it forever; a new producer gets a new id.
     fn after_failure(&mut self) {
+        self.topics_ready = false;
+        self.producer = None;
         self.shared.set_broker(BrokerState::Down);
         self.next_relay_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
@@ -444,15 +465,8 @@ impl Actor for KafkaPublisher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let settings = self.settings.clone();
-        ctx.wait(
-            async move { settings.ensure_topics().await }.into_actor(self).map(|created, act, _| {
-                if let Err(error) = created {
-                    tracing::warn!(error = ?error, "could not create Kafka topics (they may exist already)");
-                }
-                let _ = act.producer();
-            }),
-        );
+        // The first relay pass creates the topics and delivers what a previous run left behind,
+        // before any hand-off (it blocks the mailbox).
         let every = Duration::from_millis(self.settings.outbox_relay_interval_ms.max(10));
         ctx.run_interval(every, Self::relay);
         self.relay(ctx);

@@ -94,7 +94,13 @@ async fn tail(
         let message = match tokio::time::timeout(wait, consumer.recv()).await {
             Err(_) if idle_timeout.is_some() => return Ok(()),
             Err(_) => continue,
-            Ok(message) => message.context("receiving")?,
+            Ok(Ok(message)) => message,
+            Ok(Err(error)) => {
+                // Transient (broker restarting, rebalancing): librdkafka reconnects by itself.
+                eprintln!("waiting for the broker: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         };
         last = Instant::now();
         let mut headers = serde_json::Map::new();
