@@ -57,7 +57,7 @@ ensure_mariadb() {
     # of weakening root.
     log "creating MariaDB user payment_engine@127.0.0.1 for local development"
     as_root mariadb -e "CREATE USER IF NOT EXISTS 'payment_engine'@'127.0.0.1' IDENTIFIED BY 'payment_engine';
-      GRANT ALL PRIVILEGES ON *.* TO 'payment_engine'@'127.0.0.1'; FLUSH PRIVILEGES;"
+      GRANT ALL PRIVILEGES ON *.* TO 'payment_engine'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;"
     export DATABASE_SERVER_URL="mysql://payment_engine:payment_engine@127.0.0.1:3306"
   fi
 }

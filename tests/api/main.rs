@@ -1,0 +1,16 @@
+//! HTTP-level tests of the payment engine: each test gets its own throwaway MariaDB database and
+//! its own server on a free port (see `helpers`).
+
+mod helpers;
+
+mod concurrency;
+mod durability;
+mod errors;
+mod health;
+mod history;
+mod idempotency;
+mod model;
+mod orders;
+mod payments;
+mod points;
+mod seed;
