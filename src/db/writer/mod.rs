@@ -1,6 +1,8 @@
 //! The group-commit writer: applies a batch of many buyers' writes in one transaction.
 //!
-//! Each buyer's writes are applied inside a savepoint, so a write that is refused (stale fence,
+//! First as a few set-based statements for the whole batch (`bulk`); if anything in it is
+//! refused, that transaction is rolled back and the batch is applied again, checked: each
+//! buyer's writes are applied inside a savepoint, so a write that is refused (stale fence,
 //! order already paid, Idempotency-Key taken) is rolled back alone while the rest of the batch
 //! commits. Every balance change is fenced on the version and token its author last saw, so a
 //! write that depended on a refused one is refused too.
@@ -8,6 +10,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+mod bulk;
 
 use super::models::{BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow};
 use super::queries;
@@ -60,7 +64,7 @@ pub struct WriteOp {
 }
 
 impl WriteOp {
-    fn balance_change(&self) -> Option<&BalanceChange> {
+    pub(super) fn balance_change(&self) -> Option<&BalanceChange> {
         match &self.command {
             WriteCommand::Charge(change) | WriteCommand::Pay { change, .. } => Some(change),
             WriteCommand::CreateOrder(_) => None,
@@ -104,6 +108,20 @@ pub fn commit_batch(
     ops: &[WriteOp],
     now: NaiveDateTime,
 ) -> QueryResult<Vec<WriteResult>> {
+    // The common case, nothing refused, takes a handful of set-based statements whatever the
+    // batch size; only a batch with a refusal pays for savepoints and per-buyer statements.
+    if bulk::try_commit(conn, ops, now)? {
+        return Ok(vec![WriteResult::Committed; ops.len()]);
+    }
+    commit_checked(conn, ops, now)
+}
+
+/// The batch with one savepoint per buyer, so each refusal fails only its own writes.
+fn commit_checked(
+    conn: &mut MysqlConnection,
+    ops: &[WriteOp],
+    now: NaiveDateTime,
+) -> QueryResult<Vec<WriteResult>> {
     conn.transaction(|conn| {
         let mut results = vec![WriteResult::Committed; ops.len()];
         insert_new_orders(conn, ops)?;
@@ -116,7 +134,7 @@ pub fn commit_batch(
 }
 
 /// Orders go first: a payment later in the same batch may pay one of them.
-fn insert_new_orders(conn: &mut MysqlConnection, ops: &[WriteOp]) -> QueryResult<()> {
+pub(super) fn insert_new_orders(conn: &mut MysqlConnection, ops: &[WriteOp]) -> QueryResult<()> {
     let rows: Vec<&OrderRow> = ops
         .iter()
         .filter_map(|op| match &op.command {
@@ -133,7 +151,7 @@ fn insert_new_orders(conn: &mut MysqlConnection, ops: &[WriteOp]) -> QueryResult
 }
 
 /// Indices of the balance-changing ops, grouped by buyer, each group in submission order.
-fn balance_groups(ops: &[WriteOp]) -> Vec<Vec<usize>> {
+pub(super) fn balance_groups(ops: &[WriteOp]) -> Vec<Vec<usize>> {
     let mut position = std::collections::HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (index, op) in ops.iter().enumerate() {
@@ -179,7 +197,7 @@ fn apply_buyer_group(
 }
 
 /// Whether each write expects exactly the state the previous one leaves.
-fn is_contiguous_chain(ops: &[WriteOp], indices: &[usize]) -> bool {
+pub(super) fn is_contiguous_chain(ops: &[WriteOp], indices: &[usize]) -> bool {
     indices.windows(2).all(|pair| {
         let (Some(prev), Some(next)) =
             (ops[pair[0]].balance_change(), ops[pair[1]].balance_change())
@@ -309,7 +327,7 @@ fn write_balance(
 
 /// Ledger entries, payments and outbox events of the committed writes, as multi-row inserts
 /// (events in submission order, which is commit order).
-fn insert_committed_rows(
+pub(super) fn insert_committed_rows(
     conn: &mut MysqlConnection,
     ops: &[WriteOp],
     results: &[WriteResult],
@@ -353,7 +371,7 @@ fn insert_committed_rows(
 
 /// A refusal by a constraint (duplicate key): the statement was rolled back, the transaction
 /// goes on. Anything else (deadlock, lost connection) fails the whole batch.
-fn is_refusal(error: &DieselError) -> bool {
+pub(super) fn is_refusal(error: &DieselError) -> bool {
     matches!(
         error,
         DieselError::DatabaseError(
