@@ -9,18 +9,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use tokio::sync::oneshot;
+
+mod command;
+mod orders;
+
+pub use command::{BuyerCommand, Command, Ticket};
+use orders::{KnownOrder, Lookup, OrderBook};
 
 use super::coordinator::{CommitError, CommitReply};
 use super::errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
-use super::mailbox::Permit;
 use super::registry::BuyerDeps;
 use crate::db::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
 use crate::db::queries;
@@ -35,58 +39,6 @@ use crate::events;
 /// database by the HTTP layer, or by the writer's unique key).
 const RECENT_KEYS_MAX: usize = 256;
 
-/// Most orders a buyer's actor remembers once their outcome is durable; past it they are
-/// forgotten and read again from the database when needed.
-const KNOWN_ORDERS_MAX: usize = 4096;
-
-/// What a buyer asks for.
-#[derive(Debug, Clone)]
-pub enum Command {
-    Charge {
-        amount: Points,
-    },
-    Pay {
-        order_id: OrderId,
-        payment_id: PaymentId,
-    },
-    CreateOrder {
-        order_id: OrderId,
-        total_price: Points,
-    },
-}
-
-impl Command {
-    /// What an Idempotency-Key record compares: the same key must come with the same request.
-    pub fn fingerprint(&self, buyer: BuyerId) -> String {
-        match self {
-            Command::Charge { amount } => format!("charge:{buyer}:{amount}"),
-            Command::Pay { order_id, .. } => format!("pay:{buyer}:{order_id}"),
-            Command::CreateOrder {
-                order_id,
-                total_price,
-            } => {
-                format!("order:{buyer}:{order_id}:{total_price}")
-            }
-        }
-    }
-}
-
-/// The outcome of an accepted command, ready once its write has committed (or failed).
-pub type Ticket = BoxFuture<'static, Result<Receipt, BuyerError>>;
-
-/// A command in a buyer's mailbox.
-pub struct BuyerCommand {
-    pub command: Command,
-    pub idempotency_key: Option<IdempotencyKey>,
-    pub permit: Permit,
-    /// Set when handling starts: a command that never started may be resent to a new actor.
-    pub started: Arc<AtomicBool>,
-}
-
-impl Message for BuyerCommand {
-    type Result = Result<Ticket, BuyerError>;
-}
-
 /// The balance as the actor last wrote (or loaded) it.
 struct Loaded {
     balance: BalanceState,
@@ -94,60 +46,6 @@ struct Loaded {
     fence: Option<Fence>,
     /// This incarnation's token, written with every change.
     token: i64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum KnownOrder {
-    Payable(Points),
-    Paid,
-    /// Missing, or another buyer's: both answer 404.
-    NotOurs,
-}
-
-/// What the actor knows of this buyer's orders.
-#[derive(Default)]
-struct OrderBook {
-    creating: HashMap<OrderId, Points>,
-    paying: HashMap<OrderId, Shared<BoxFuture<'static, bool>>>,
-    known: HashMap<OrderId, KnownOrder>,
-}
-
-enum Lookup {
-    Known(KnownOrder),
-    Paying(Shared<BoxFuture<'static, bool>>),
-    Unknown,
-}
-
-impl OrderBook {
-    fn lookup(&self, order_id: OrderId) -> Lookup {
-        if let Some(paying) = self.paying.get(&order_id) {
-            Lookup::Paying(paying.clone())
-        } else if let Some(&total) = self.creating.get(&order_id) {
-            Lookup::Known(KnownOrder::Payable(total))
-        } else if let Some(&known) = self.known.get(&order_id) {
-            Lookup::Known(known)
-        } else {
-            Lookup::Unknown
-        }
-    }
-
-    fn remember(&mut self, order_id: OrderId, known: KnownOrder) {
-        if self.known.len() >= KNOWN_ORDERS_MAX {
-            self.known.clear();
-        }
-        self.known.insert(order_id, known);
-    }
-
-    fn remember_row(&mut self, buyer: BuyerId, order_id: OrderId, row: Option<OrderRow>) {
-        let known = match row {
-            Some(row) if row.buyer_id == buyer.get() => match OrderStatus::parse(&row.status) {
-                Some(OrderStatus::Pending) => KnownOrder::Payable(Points::new(row.total_price)),
-                _ => KnownOrder::Paid,
-            },
-            _ => KnownOrder::NotOurs,
-        };
-        self.remember(order_id, known);
-    }
 }
 
 /// What the actor must learn about a committed (or failed) write.
