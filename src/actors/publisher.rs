@@ -1,9 +1,10 @@
 //! The KafkaPublisher: delivers committed outbox events to Kafka and marks them published.
 //!
 //! Live path: right after each commit the coordinator hands over that batch's events; the
-//! publisher produces them (idempotent producer, key = buyer id, event id and type as headers),
-//! waits for the broker's acks and marks them published with one UPDATE. Hand-offs are handled
-//! one at a time, in commit order.
+//! publisher's pump produces everything handed over so far (idempotent producer, key = buyer
+//! id, event id and type as headers), waits for the broker's acks and marks them published
+//! with one UPDATE, then takes what arrived meanwhile: one pump at a time, in commit order, so
+//! under load hand-offs coalesce into larger batches.
 //!
 //! Relay: every `OUTBOX_RELAY_INTERVAL_MS` it publishes, oldest first, the PENDING events older
 //! than the grace period (committed just before a crash, or dropped hand-offs). After a
@@ -13,6 +14,7 @@
 //! event refused for reasons of its own is retried up to `OUTBOX_MAX_ATTEMPTS` times, then
 //! parked as DEAD with its last error (`payment-engine events dead|redrive`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::oneshot;
 
 use super::mailbox::{Mailbox, Permit};
 use crate::db::models::{NewOutboxEvent, OutboxEventRow};
@@ -33,6 +36,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_BATCH: i64 = 10_000;
+/// Most events the pump produces before waiting for their acknowledgements.
+const PUMP_MAX_EVENTS: usize = 5_000;
 
 /// An event ready to produce.
 #[derive(Debug, Clone)]
@@ -175,6 +180,10 @@ pub struct KafkaPublisher {
     /// False in backlog mode: hand-offs are ignored and the relay drains the outbox.
     live: bool,
     relaying: bool,
+    /// Hand-offs waiting for the pump, in commit order (each holds its mailbox slot).
+    queued: VecDeque<HandOff>,
+    pumping: bool,
+    idle_waiters: Vec<oneshot::Sender<()>>,
     /// False until topics were created, and again after a failure.
     topics_ready: bool,
     backoff: Duration,
@@ -223,6 +232,9 @@ impl KafkaPublisher {
                 // Start in backlog mode: whatever a previous run left undelivered goes first.
                 live: false,
                 relaying: false,
+                queued: VecDeque::new(),
+                pumping: false,
+                idle_waiters: Vec::new(),
                 topics_ready: false,
                 backoff: BACKOFF_MIN,
                 next_relay_at: Instant::now(),
@@ -258,7 +270,7 @@ impl KafkaPublisher {
     }
 
     fn relay(&mut self, ctx: &mut Context<Self>) {
-        if self.relaying || Instant::now() < self.next_relay_at {
+        if self.relaying || self.pumping || Instant::now() < self.next_relay_at {
             return;
         }
         let Some(producer) = self.producer() else {
@@ -296,9 +308,10 @@ impl KafkaPublisher {
             record(&db, &settings, &produced).await?;
             Ok(Some(produced))
         };
-        ctx.wait(pass.into_actor(self).map(move |outcome, act, _ctx| {
+        ctx.wait(pass.into_actor(self).map(move |outcome, act, ctx| {
             act.relaying = false;
             act.topics_ready = true; // unless after_failure says otherwise below
+            ctx.run_later(Duration::ZERO, Self::pump);
             match outcome {
                 Ok(None) => {
                     // Drained: resume live publishing unless a hand-off was dropped meanwhile.
@@ -320,13 +333,15 @@ impl KafkaPublisher {
                     act.after_failure();
                 }
                 Ok(Some(produced)) => {
-                    // More may be waiting: stay in backlog mode until a pass finds nothing.
+                    // More may be waiting: stay in backlog mode until a pass finds nothing,
+                    // and look again right away rather than at the next tick.
                     act.live = act.live && !backlog;
                     act.backoff = BACKOFF_MIN;
                     if !produced.delivered.is_empty() {
                         act.shared.set_broker(BrokerState::Up);
                     }
                     act.next_relay_at = Instant::now();
+                    ctx.run_later(Duration::ZERO, Self::relay);
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "outbox relay could not read the outbox");
@@ -480,48 +495,96 @@ impl Handler<HandOff> for KafkaPublisher {
         if !self.live || self.shared.backlog.load(Ordering::Acquire) {
             return; // the relay delivers these from the outbox, in order
         }
+        self.queued.push_back(message);
+        self.pump(ctx);
+    }
+}
+
+impl KafkaPublisher {
+    /// Publishes everything handed off so far in one go (in commit order), then again while
+    /// more arrived meanwhile: under load, hand-offs coalesce into larger producer batches.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.pumping || self.relaying || self.queued.is_empty() {
+            self.wake_idle_waiters();
+            return;
+        }
         let Some(producer) = self.producer() else {
-            self.live = false;
+            self.fall_back_to_relay();
             return;
         };
+        let mut taken = Vec::new();
+        let mut events = Vec::new();
+        while let Some(hand_off) = self.queued.pop_front() {
+            events.extend(hand_off.events.iter().cloned());
+            taken.push(hand_off);
+            if events.len() >= PUMP_MAX_EVENTS {
+                break;
+            }
+        }
+        self.pumping = true;
         let (db, settings) = (self.db.clone(), self.settings.clone());
-        let events = message.events;
         let publish = async move {
             let produced = produce(&producer, &settings, &events).await;
             let recorded = record(&db, &settings, &produced).await;
             (produced, recorded)
         };
-        // One hand-off at a time: the next batch's events are produced after these are acked.
-        ctx.wait(publish.into_actor(self).map(|(produced, recorded), act, _| {
+        ctx.spawn(publish.into_actor(self).map(move |(produced, recorded), act, ctx| {
+            drop(taken); // frees the mailbox slots
+            act.pumping = false;
             if let Err(error) = recorded {
                 tracing::warn!(error = %error, "marking events published failed; they will be published again");
             }
             if produced.unreachable || !produced.refused.is_empty() {
-                act.live = false;
                 if produced.unreachable {
                     tracing::warn!("Kafka unreachable; events wait in the outbox");
                     act.after_failure();
                 }
-            } else if !produced.delivered.is_empty() {
-                act.shared.set_broker(BrokerState::Up);
+                act.fall_back_to_relay();
+            } else {
+                if !produced.delivered.is_empty() {
+                    act.shared.set_broker(BrokerState::Up);
+                }
+                act.pump(ctx);
             }
         }));
+    }
+
+    /// Stops live publishing: queued hand-offs are dropped (their events are in the outbox)
+    /// and the relay drains the outbox in order.
+    fn fall_back_to_relay(&mut self) {
+        self.live = false;
+        self.queued.clear();
+        self.wake_idle_waiters();
+    }
+
+    fn wake_idle_waiters(&mut self) {
+        if !self.pumping && self.queued.is_empty() {
+            for waiter in self.idle_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
     }
 }
 
 impl Handler<Flush> for KafkaPublisher {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ResponseActFuture<Self, ()>;
 
+    /// Waits until the hand-offs queued so far are published and marked, then flushes the
+    /// producer. Not atomic: the pump must keep running meanwhile.
     fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) -> Self::Result {
+        let (idle, idle_rx) = oneshot::channel();
+        self.idle_waiters.push(idle);
+        self.wake_idle_waiters();
         let producer = self.producer.clone();
-        AtomicResponse::new(Box::pin(
+        Box::pin(
             async move {
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, idle_rx).await;
                 if let Some(producer) = producer {
                     let _ =
                         tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT)).await;
                 }
             }
             .into_actor(self),
-        ))
+        )
     }
 }
