@@ -67,7 +67,8 @@ fn seed(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn blocking<F>(f: F) -> anyhow::Result<()>
+/// Runs blocking work (Diesel, librdkafka's blocking calls) off the async threads.
+pub(crate) async fn blocking<F>(f: F) -> anyhow::Result<()>
 where
     F: FnOnce() -> anyhow::Result<()> + Send + 'static,
 {

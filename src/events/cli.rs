@@ -9,6 +9,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 
+use crate::cli::blocking;
 use crate::config::Settings;
 use crate::db::outbox;
 
@@ -159,13 +160,4 @@ fn redrive(settings: &Settings, event_ids: Option<Vec<String>>) -> anyhow::Resul
     let count = outbox::redrive(&mut connect(settings)?, event_ids.as_deref())?;
     println!("{count} dead event(s) put back in line; the running engine's relay publishes them");
     Ok(())
-}
-
-async fn blocking<F>(f: F) -> anyhow::Result<()>
-where
-    F: FnOnce() -> anyhow::Result<()> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .context("blocking task failed")?
 }
