@@ -484,6 +484,7 @@ impl BuyerActor {
             self.deps
                 .actors
                 .remove_if(&self.buyer, |_, handle| handle.addr == me);
+            tracing::trace!(buyer_id = %self.buyer, "idle buyer actor passivated");
             ctx.stop();
         }
     }
