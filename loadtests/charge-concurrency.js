@@ -1,32 +1,32 @@
-// Concurrent charges: VUS clients (default 100) charging as fast as they can for DURATION,
-// spread over BUYERS buyers (1 = one hot buyer; 7 = the original scripts' buyers 1..7).
-// Every request must answer 200; the summary's http_reqs rate is durable charges per second.
+// Concurrent charges: VUS clients (default 100) charging as fast as they can for DURATION
+// (default 20s, scaled by SCALE), spread over BUYERS buyers from FIRST_BUYER (1 = one hot buyer;
+// 7 = the original scripts' buyers 1..7). Every request must answer 200; the summary's req/s is
+// durable charges per second. Up to 100 buyers, teardown also walks each one's ledger.
 //   k6 run -e BUYERS=1 loadtests/charge-concurrency.js
-import http from 'k6/http';
-import { check } from 'k6';
+import {
+  baseOptions, charge, envInt, randInt, range, scaled, setupRun, summaryHandler, teardownRun,
+  trackBuyers,
+} from './lib/common.js';
 
-const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
-const BUYERS = parseInt(__ENV.BUYERS || '7', 10);
-const FIRST_BUYER = parseInt(__ENV.FIRST_BUYER || '1', 10);
+const BUYERS = envInt('BUYERS', 7);
+const FIRST_BUYER = envInt('FIRST_BUYER', 1);
+trackBuyers(range(FIRST_BUYER, BUYERS));
 
-export const options = {
-  scenarios: {
-    charge: {
-      executor: 'constant-vus',
-      vus: parseInt(__ENV.VUS || '100', 10),
-      duration: __ENV.DURATION || '20s',
-    },
-  },
-  thresholds: {
-    checks: ['rate==1.0'],
-    http_req_failed: ['rate==0'],
-  },
-  summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
-};
+export const options = baseOptions(
+  { executor: 'constant-vus', vus: envInt('VUS', 100), duration: scaled(__ENV.DURATION || '20s') },
+  { p95: 200, p99: 400, errorRate: 0, checkRate: 1 },
+);
+
+export function setup() {
+  return setupRun();
+}
 
 export default function () {
-  const buyer = FIRST_BUYER + Math.floor(Math.random() * BUYERS);
-  const point = 1 + Math.floor(Math.random() * 1000);
-  const res = http.post(`${BASE_URL}/points/${buyer}?point=${point}`);
-  check(res, { 'charge answered 200': (r) => r.status === 200 });
+  charge(FIRST_BUYER + randInt(0, BUYERS - 1), randInt(1, 1000));
 }
+
+export function teardown(data) {
+  teardownRun(data);
+}
+
+export const handleSummary = summaryHandler('charge-concurrency');
