@@ -15,8 +15,12 @@ const REQUEST_LOGGER_DEFAULT: &str = "tracing_actix_web::middleware=error";
 /// Installs the global subscriber (once per process; later calls are ignored).
 pub fn init(format: LogFormat) {
     let configured = std::env::var("RUST_LOG").unwrap_or_default();
-    let mut filter = EnvFilter::try_new(if configured.is_empty() { "info" } else { &configured })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(if configured.is_empty() {
+        "info"
+    } else {
+        &configured
+    })
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     if !configured.contains("tracing_actix_web") {
         if let Ok(directive) = REQUEST_LOGGER_DEFAULT.parse() {
             filter = filter.add_directive(directive);

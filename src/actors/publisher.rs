@@ -287,10 +287,14 @@ impl KafkaPublisher {
         let (db, settings) = (self.db.clone(), self.settings.clone());
         // After a failure the broker may have come back empty (topics gone): create them again.
         let ensure_topics = !self.topics_ready;
+        let shared = Arc::clone(&self.shared);
         let pass = async move {
             if ensure_topics {
                 if let Err(error) = settings.ensure_topics().await {
+                    // Not fatal (the topics may exist and creation be forbidden), but the
+                    // broker did not answer as it should: say so until a delivery succeeds.
                     tracing::debug!(error = ?error, "creating topics failed");
+                    shared.set_broker(BrokerState::Down);
                 }
             }
             let cutoff =

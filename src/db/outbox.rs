@@ -20,9 +20,10 @@ pub fn pending(
     limit: i64,
 ) -> QueryResult<Vec<OutboxEventRow>> {
     outbox_events::table
+        .filter(outbox_events::published_at.is_null())
         .filter(outbox_events::status.eq(PENDING))
         .filter(outbox_events::occurred_at.le(cutoff))
-        .order(outbox_events::seq.asc())
+        .order((outbox_events::published_at.asc(), outbox_events::seq.asc()))
         .limit(limit)
         .select(OutboxEventRow::as_select())
         .load(conn)
@@ -83,6 +84,7 @@ pub fn prune_published(
 
 pub fn dead(conn: &mut MysqlConnection, limit: i64) -> QueryResult<Vec<OutboxEventRow>> {
     outbox_events::table
+        .filter(outbox_events::published_at.is_null())
         .filter(outbox_events::status.eq(DEAD))
         .order(outbox_events::seq.asc())
         .limit(limit)
@@ -113,6 +115,7 @@ pub fn redrive(conn: &mut MysqlConnection, event_ids: Option<&[String]>) -> Quer
 /// Events not yet published (the backlog).
 pub fn backlog(conn: &mut MysqlConnection) -> QueryResult<i64> {
     outbox_events::table
+        .filter(outbox_events::published_at.is_null())
         .filter(outbox_events::status.eq(PENDING))
         .count()
         .get_result(conn)

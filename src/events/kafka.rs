@@ -223,10 +223,15 @@ impl KafkaSettings {
                 NewTopic::new(name, self.kafka_topic_partitions, replication)
             })
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics(&new_topics, &options)
+        // Bounded like a delivery: an unreachable broker must not hold the publisher for
+        // librdkafka's default request timeout (60 s).
+        let timeout = Duration::from_millis(u64::from(self.kafka_message_timeout_ms));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
+        let results = tokio::time::timeout(timeout, admin.create_topics(&new_topics, &options))
             .await
+            .context("creating topics timed out")?
             .context("creating topics")?;
         for result in results {
             match result {
