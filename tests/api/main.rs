@@ -2,10 +2,12 @@
 //! its own server on a free port (see `helpers`).
 
 mod helpers;
+mod kafka;
 
 mod concurrency;
 mod durability;
 mod errors;
+mod events;
 mod health;
 mod history;
 mod idempotency;
