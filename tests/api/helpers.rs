@@ -170,6 +170,9 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
     settings.http_workers = 2;
     settings.actor_threads = 2;
     settings.db_pool_size = 6;
+    // A graceful stop waits for open (even idle keep-alive) connections up to this long; tests
+    // that stop engines must not wait the production default.
+    settings.shutdown_timeout_s = 3;
     settings
 }
 
