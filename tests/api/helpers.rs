@@ -772,21 +772,22 @@ pub fn orders_of(conn: &mut MysqlConnection, buyer: i64) -> Vec<OrderSql> {
     .expect("reading orders")
 }
 
+/// The columns `PaymentSql` reads.
+const PAYMENT_COLUMNS: &str = "id, order_id, buyer_id, amount, balance_after, ledger_version";
+
 pub fn payments_of(conn: &mut MysqlConnection, buyer: i64) -> Vec<PaymentSql> {
-    diesel::sql_query(
-        "SELECT id, order_id, buyer_id, amount, balance_after, ledger_version \
-         FROM payments WHERE buyer_id = ? ORDER BY id",
-    )
+    diesel::sql_query(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE buyer_id = ? ORDER BY id"
+    ))
     .bind::<BigInt, _>(buyer)
     .load(conn)
     .expect("reading payments")
 }
 
 pub fn payments_for_order(conn: &mut MysqlConnection, order: i64) -> Vec<PaymentSql> {
-    diesel::sql_query(
-        "SELECT id, order_id, buyer_id, amount, balance_after, ledger_version \
-         FROM payments WHERE order_id = ? ORDER BY id",
-    )
+    diesel::sql_query(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ? ORDER BY id"
+    ))
     .bind::<BigInt, _>(order)
     .load(conn)
     .expect("reading payments")
