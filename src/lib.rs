@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod seed;
 pub mod startup;
 pub mod telemetry;

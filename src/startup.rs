@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::db::ids::IdAllocator;
 use crate::db::{Db, PoolSettings, ensure_database, queries, run_migrations};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 
 /// Ids reserved per database round trip.
 const ID_BLOCK_SIZE: i64 = 1000;
@@ -51,12 +52,15 @@ impl Application {
             },
         );
         let db = Db::new(pool);
-        let publisher = KafkaPublisher::start(db.clone(), settings.kafka.clone());
+        let metrics = Arc::new(Metrics::new());
+        let publisher =
+            KafkaPublisher::start(db.clone(), settings.kafka.clone(), Arc::clone(&metrics));
         let coordinator = PaymentCoordinator::start(
             db.clone(),
             publisher.clone(),
             usize::from(settings.batch_max_ops),
             settings.coordinator_queue_capacity,
+            Arc::clone(&metrics),
         );
         let registry = Arc::new(BuyerRegistry::new(
             BuyerDeps {
@@ -67,6 +71,7 @@ impl Application {
                 idle_timeout: settings.buyer_idle_timeout(),
                 emit_charge_events: settings.kafka.emit_charge_events,
                 actors: Arc::default(),
+                metrics: Arc::clone(&metrics),
             },
             settings.actor_threads(),
             settings.buyer_mailbox_capacity,
@@ -80,6 +85,7 @@ impl Application {
             max_charge: settings.max_charge(),
             max_order: settings.max_order(),
             request_timeout: settings.request_timeout(),
+            metrics,
         });
 
         let listener = TcpListener::bind(settings.bind_addr)
@@ -88,6 +94,7 @@ impl Application {
         let max_body_bytes = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::metrics::track))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())
                 .configure(http::configure(max_body_bytes))

@@ -6,15 +6,17 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::mailbox::{Mailbox, Permit};
+use super::mailbox::{Handling, Mailbox, Permit};
 use super::publisher::{OutboundEvent, PublisherHandle};
 use crate::db::writer::{WriteOp, WriteResult, commit_batch};
 use crate::db::{Db, DbError};
+use crate::metrics::{Metrics, Outcome};
 
 /// The answer to one submitted write.
 pub type CommitReply = Result<WriteResult, CommitError>;
@@ -73,6 +75,7 @@ impl CoordinatorHandle {
 pub struct PaymentCoordinator {
     db: Db,
     publisher: PublisherHandle,
+    metrics: Arc<Metrics>,
     batch_max_ops: usize,
     capacity: usize,
     pending: VecDeque<Submit>,
@@ -86,7 +89,9 @@ impl PaymentCoordinator {
         publisher: PublisherHandle,
         batch_max_ops: usize,
         capacity: usize,
+        metrics: Arc<Metrics>,
     ) -> CoordinatorHandle {
+        let mailbox = Mailbox::new(capacity, Arc::clone(&metrics.coordinator));
         let arbiter = Arbiter::new();
         let addr = PaymentCoordinator::start_in_arbiter(&arbiter.handle(), move |ctx| {
             // Our Mailbox counts and bounds the queue; actix's own bound must never bite first.
@@ -94,16 +99,14 @@ impl PaymentCoordinator {
             PaymentCoordinator {
                 db,
                 publisher,
+                metrics,
                 batch_max_ops: batch_max_ops.max(1),
                 capacity,
                 pending: VecDeque::new(),
                 committing: false,
             }
         });
-        CoordinatorHandle {
-            addr,
-            mailbox: Mailbox::new(capacity),
-        }
+        CoordinatorHandle { addr, mailbox }
     }
 
     fn start_next_batch(&mut self, ctx: &mut Context<Self>) {
@@ -114,10 +117,14 @@ impl PaymentCoordinator {
         let (ops, waiters): (Vec<_>, Vec<_>) = self
             .pending
             .drain(..size)
-            .map(|submit| (submit.op, (submit.reply, submit.permit)))
+            .map(|submit| {
+                let handling = submit.permit.start();
+                (submit.op, (submit.reply, submit.permit, handling))
+            })
             .unzip();
         self.committing = true;
         let db = self.db.clone();
+        let started_at = Instant::now();
         let commit = async move {
             db.run(move |conn| {
                 let results = commit_batch(conn, &ops, Utc::now().naive_utc())?;
@@ -126,6 +133,9 @@ impl PaymentCoordinator {
             .await
         };
         ctx.spawn(commit.into_actor(self).map(move |outcome, act, ctx| {
+            act.metrics
+                .commits
+                .commit(waiters.len(), started_at.elapsed(), outcome.is_ok());
             let outcome = outcome.map(|(ops, results)| {
                 // Committed events go to the publisher right away; the outbox holds them
                 // until it confirms delivery.
@@ -145,13 +155,17 @@ impl PaymentCoordinator {
     }
 }
 
-fn deliver(
-    waiters: Vec<(oneshot::Sender<CommitReply>, Permit)>,
-    outcome: Result<Vec<WriteResult>, DbError>,
-) {
+type Waiter = (oneshot::Sender<CommitReply>, Permit, Handling);
+
+fn deliver(waiters: Vec<Waiter>, outcome: Result<Vec<WriteResult>, DbError>) {
     match outcome {
         Ok(results) => {
-            for ((reply, _permit), result) in waiters.into_iter().zip(results) {
+            for ((reply, _permit, handling), result) in waiters.into_iter().zip(results) {
+                handling.finish(if result == WriteResult::Committed {
+                    Outcome::Ok
+                } else {
+                    Outcome::Refused
+                });
                 let _ = reply.send(Ok(result));
             }
         }
@@ -163,7 +177,8 @@ fn deliver(
                 tracing::error!(error = ?error, batch_ops = waiters.len(), "batch commit failed unexpectedly");
                 CommitError::Internal
             };
-            for (reply, _permit) in waiters {
+            for (reply, _permit, handling) in waiters {
+                handling.finish(Outcome::Failed);
                 let _ = reply.send(Err(reply_error));
             }
         }

@@ -5,23 +5,31 @@
 //! sender reserves a [`Permit`] before it sends, and gets none when the queue is full. The permit
 //! travels with the message and frees its slot when dropped, which also happens if the message
 //! is never handled.
+//!
+//! The mailbox is also where every actor is measured: the depth gauge moves with the permits,
+//! [`Permit::start`] records the queue wait when handling begins, and the [`Handling`] it
+//! returns records the handling time and outcome (see [`crate::metrics`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::metrics::{ActorMetrics, Outcome};
 
 /// The queue of one actor (or of one kind of actor's single instance).
 #[derive(Debug)]
 pub struct Mailbox {
     depth: AtomicUsize,
     capacity: usize,
+    metrics: Arc<ActorMetrics>,
 }
 
 impl Mailbox {
-    pub fn new(capacity: usize) -> Arc<Mailbox> {
+    pub fn new(capacity: usize, metrics: Arc<ActorMetrics>) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             depth: AtomicUsize::new(0),
             capacity: capacity.max(1),
+            metrics,
         })
     }
 
@@ -42,9 +50,12 @@ impl Mailbox {
                 (depth < self.capacity).then_some(depth + 1)
             })
             .is_ok();
-        reserved.then(|| Permit {
-            mailbox: Arc::clone(self),
-            enqueued_at: Instant::now(),
+        reserved.then(|| {
+            self.metrics.depth.inc();
+            Permit {
+                mailbox: Arc::clone(self),
+                enqueued_at: Instant::now(),
+            }
         })
     }
 }
@@ -61,11 +72,36 @@ impl Permit {
     pub fn waited(&self) -> Duration {
         self.enqueued_at.elapsed()
     }
+
+    /// Handling of the message begins: records how long it waited. Call once per message.
+    pub fn start(&self) -> Handling {
+        let metrics = &self.mailbox.metrics;
+        metrics.queue_wait.observe(self.waited().as_secs_f64());
+        Handling {
+            metrics: Arc::clone(metrics),
+            started_at: Instant::now(),
+        }
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.mailbox.depth.fetch_sub(1, Ordering::AcqRel);
+        self.mailbox.metrics.depth.dec();
+    }
+}
+
+/// A message being handled; [`Handling::finish`] records how long it took and how it ended.
+#[derive(Debug)]
+#[must_use = "finish() records the handling time and outcome"]
+pub struct Handling {
+    metrics: Arc<ActorMetrics>,
+    started_at: Instant,
+}
+
+impl Handling {
+    pub fn finish(self, outcome: Outcome) {
+        self.metrics.handled(outcome, self.started_at.elapsed());
     }
 }
 
@@ -75,13 +111,28 @@ mod tests {
 
     #[test]
     fn a_full_mailbox_refuses_until_a_permit_is_dropped() {
-        let mailbox = Mailbox::new(2);
+        let metrics = ActorMetrics::detached();
+        let mailbox = Mailbox::new(2, Arc::clone(&metrics));
         let first = mailbox.try_reserve().unwrap();
         let _second = mailbox.try_reserve().unwrap();
         assert!(mailbox.try_reserve().is_none());
         assert_eq!(mailbox.depth(), 2);
         drop(first);
         assert_eq!(mailbox.depth(), 1);
+        assert_eq!(metrics.depth.get(), 1);
         assert!(mailbox.try_reserve().is_some());
+    }
+
+    #[test]
+    fn handling_records_its_outcome_and_frees_the_slot() {
+        let metrics = ActorMetrics::detached();
+        let mailbox = Mailbox::new(4, Arc::clone(&metrics));
+        let permit = mailbox.try_reserve().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let handling = permit.start();
+        drop(permit);
+        handling.finish(Outcome::Refused);
+        assert_eq!(metrics.depth.get(), 0);
+        assert_eq!(metrics.refused.get(), 1);
     }
 }

@@ -31,6 +31,7 @@ use super::mailbox::{Mailbox, Permit};
 use crate::db::models::{NewOutboxEvent, OutboxEventRow};
 use crate::db::{Db, outbox};
 use crate::events::kafka::KafkaSettings;
+use crate::metrics::{Metrics, Outcome};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -46,8 +47,12 @@ pub struct OutboundEvent {
     pub event_type: String,
     pub buyer_id: i64,
     pub payload: String,
+    /// When its transaction committed (about: for events read back from the outbox, when it
+    /// occurred), for the delivery-latency histogram.
+    pub committed_at: Instant,
 }
 
+/// A just-committed event (the coordinator converts right after the commit).
 impl From<NewOutboxEvent> for OutboundEvent {
     fn from(row: NewOutboxEvent) -> Self {
         OutboundEvent {
@@ -55,17 +60,24 @@ impl From<NewOutboxEvent> for OutboundEvent {
             event_type: row.event_type,
             buyer_id: row.buyer_id,
             payload: row.payload,
+            committed_at: Instant::now(),
         }
     }
 }
 
+/// An event read back from the outbox by the relay.
 impl From<OutboxEventRow> for OutboundEvent {
     fn from(row: OutboxEventRow) -> Self {
+        let age = (Utc::now().naive_utc() - row.occurred_at)
+            .to_std()
+            .unwrap_or_default();
+        let now = Instant::now();
         OutboundEvent {
             event_id: row.event_id,
             event_type: row.event_type,
             buyer_id: row.buyer_id,
             payload: row.payload,
+            committed_at: now.checked_sub(age).unwrap_or(now),
         }
     }
 }
@@ -123,13 +135,7 @@ impl PublisherHandle {
         let sent = self
             .mailbox
             .try_reserve()
-            .map(|permit| {
-                addr.try_send(HandOff {
-                    events,
-                    _permit: permit,
-                })
-                .is_ok()
-            })
+            .map(|permit| addr.try_send(HandOff { events, permit }).is_ok())
             .unwrap_or(false);
         if !sent {
             self.shared.backlog.store(true, Ordering::Release);
@@ -159,7 +165,7 @@ impl PublisherHandle {
 
 struct HandOff {
     events: Vec<OutboundEvent>,
-    _permit: Permit,
+    permit: Permit,
 }
 
 impl Message for HandOff {
@@ -175,6 +181,7 @@ impl Message for Flush {
 pub struct KafkaPublisher {
     db: Db,
     settings: KafkaSettings,
+    metrics: Arc<Metrics>,
     producer: Option<FutureProducer>,
     shared: Arc<Shared>,
     /// False in backlog mode: hand-offs are ignored and the relay drains the outbox.
@@ -203,12 +210,15 @@ struct Produced {
 impl KafkaPublisher {
     /// Starts the publisher on its own thread; with no broker configured, returns a handle that
     /// drops hand-offs (events stay in the outbox) and logs so.
-    pub fn start(db: Db, settings: KafkaSettings) -> PublisherHandle {
+    pub fn start(db: Db, settings: KafkaSettings, metrics: Arc<Metrics>) -> PublisherHandle {
         let shared = Arc::new(Shared {
             backlog: AtomicBool::new(false),
             broker: AtomicU8::new(BrokerState::Unknown as u8),
         });
-        let mailbox = Mailbox::new(settings.publisher_mailbox_capacity);
+        let mailbox = Mailbox::new(
+            settings.publisher_mailbox_capacity,
+            Arc::clone(&metrics.publisher),
+        );
         if !settings.enabled() {
             tracing::warn!(
                 "KAFKA_BROKERS is empty: events are written to the outbox but not published"
@@ -227,6 +237,7 @@ impl KafkaPublisher {
             KafkaPublisher {
                 db,
                 settings,
+                metrics,
                 producer: None,
                 shared: actor_shared,
                 // Start in backlog mode: whatever a previous run left undelivered goes first.
@@ -288,6 +299,7 @@ impl KafkaPublisher {
         // After a failure the broker may have come back empty (topics gone): create them again.
         let ensure_topics = !self.topics_ready;
         let shared = Arc::clone(&self.shared);
+        let metrics = Arc::clone(&self.metrics);
         let pass = async move {
             if ensure_topics {
                 if let Err(error) = settings.ensure_topics().await {
@@ -308,8 +320,8 @@ impl KafkaPublisher {
                 return Ok::<_, crate::db::DbError>(None);
             }
             let events: Vec<OutboundEvent> = rows.into_iter().map(OutboundEvent::from).collect();
-            let produced = produce(&producer, &settings, &events).await;
-            record(&db, &settings, &produced).await?;
+            let produced = produce(&producer, &settings, &events, &metrics).await;
+            record(&db, &settings, &produced, &metrics).await?;
             Ok(Some(produced))
         };
         ctx.wait(pass.into_actor(self).map(move |outcome, act, ctx| {
@@ -372,6 +384,7 @@ async fn produce(
     producer: &FutureProducer,
     settings: &KafkaSettings,
     events: &[OutboundEvent],
+    metrics: &Metrics,
 ) -> Produced {
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
@@ -393,7 +406,11 @@ async fn produce(
             .key(&key)
             .payload(&event.payload)
             .headers(headers);
-        deliveries.push(producer.send_result(record).map_err(|(error, _)| error));
+        let delivery = producer.send_result(record).map_err(|(error, _)| error);
+        if delivery.is_ok() {
+            metrics.events.produced.inc();
+        }
+        deliveries.push(delivery);
     }
     let mut produced = Produced::default();
     let waits = deliveries.into_iter().map(|delivery| async move {
@@ -408,11 +425,24 @@ async fn produce(
     });
     for (event, outcome) in events.iter().zip(join_all(waits).await) {
         match outcome {
-            Ok(()) => produced.delivered.push(event.event_id.clone()),
-            Err(error) if is_unreachable(&error) => produced.unreachable = true,
-            Err(error) => produced
-                .refused
-                .push((event.event_id.clone(), error.to_string())),
+            Ok(()) => {
+                metrics.events.delivered.inc();
+                metrics
+                    .events
+                    .delivery_latency
+                    .observe(event.committed_at.elapsed().as_secs_f64());
+                produced.delivered.push(event.event_id.clone());
+            }
+            Err(error) if is_unreachable(&error) => {
+                metrics.events.failed.inc();
+                produced.unreachable = true;
+            }
+            Err(error) => {
+                metrics.events.failed.inc();
+                produced
+                    .refused
+                    .push((event.event_id.clone(), error.to_string()));
+            }
         }
     }
     produced
@@ -451,6 +481,7 @@ async fn record(
     db: &Db,
     settings: &KafkaSettings,
     produced: &Produced,
+    metrics: &Metrics,
 ) -> Result<(), crate::db::DbError> {
     let delivered = produced.delivered.clone();
     let refused = produced.refused.clone();
@@ -458,14 +489,21 @@ async fn record(
     for (event_id, error) in &refused {
         tracing::warn!(event_id = %event_id, error = %error, "event refused by the broker");
     }
-    db.run(move |conn| {
-        outbox::mark_published(conn, &delivered, Utc::now().naive_utc())?;
-        for (event_id, error) in &refused {
-            outbox::record_failure(conn, event_id, error, max_attempts)?;
-        }
-        Ok(())
-    })
-    .await
+    let dead = db
+        .run(move |conn| {
+            outbox::mark_published(conn, &delivered, Utc::now().naive_utc())?;
+            let mut dead = 0;
+            for (event_id, error) in &refused {
+                if outbox::record_failure(conn, event_id, error, max_attempts)? {
+                    tracing::error!(event_id = %event_id, error = %error, "event parked as DEAD");
+                    dead += 1;
+                }
+            }
+            Ok(dead)
+        })
+        .await?;
+    metrics.events.dead.inc_by(dead);
+    Ok(())
 }
 
 async fn prune_published(db: &Db, settings: &KafkaSettings) {
@@ -497,7 +535,9 @@ impl Handler<HandOff> for KafkaPublisher {
 
     fn handle(&mut self, message: HandOff, ctx: &mut Context<Self>) {
         if !self.live || self.shared.backlog.load(Ordering::Acquire) {
-            return; // the relay delivers these from the outbox, in order
+            // The relay delivers these from the outbox, in order: not delivered live.
+            message.permit.start().finish(Outcome::Failed);
+            return;
         }
         self.queued.push_back(message);
         self.pump(ctx);
@@ -520,20 +560,30 @@ impl KafkaPublisher {
         let mut events = Vec::new();
         while let Some(hand_off) = self.queued.pop_front() {
             events.extend(hand_off.events.iter().cloned());
-            taken.push(hand_off);
+            let handling = hand_off.permit.start();
+            taken.push((hand_off, handling));
             if events.len() >= PUMP_MAX_EVENTS {
                 break;
             }
         }
         self.pumping = true;
         let (db, settings) = (self.db.clone(), self.settings.clone());
+        let metrics = Arc::clone(&self.metrics);
         let publish = async move {
-            let produced = produce(&producer, &settings, &events).await;
-            let recorded = record(&db, &settings, &produced).await;
+            let produced = produce(&producer, &settings, &events, &metrics).await;
+            let recorded = record(&db, &settings, &produced, &metrics).await;
             (produced, recorded)
         };
         ctx.spawn(publish.into_actor(self).map(move |(produced, recorded), act, ctx| {
-            drop(taken); // frees the mailbox slots
+            let outcome = if produced.unreachable || !produced.refused.is_empty() {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            };
+            for (hand_off, handling) in taken {
+                handling.finish(outcome);
+                drop(hand_off); // frees the mailbox slot
+            }
             act.pumping = false;
             if let Err(error) = recorded {
                 tracing::warn!(error = %error, "marking events published failed; they will be published again");
@@ -557,7 +607,9 @@ impl KafkaPublisher {
     /// and the relay drains the outbox in order.
     fn fall_back_to_relay(&mut self) {
         self.live = false;
-        self.queued.clear();
+        for hand_off in self.queued.drain(..) {
+            hand_off.permit.start().finish(Outcome::Failed);
+        }
         self.wake_idle_waiters();
     }
 

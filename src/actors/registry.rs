@@ -20,6 +20,7 @@ use super::errors::{BuyerError, OverloadReason};
 use super::mailbox::Mailbox;
 use crate::db::Db;
 use crate::domain::{BuyerId, IdempotencyKey, Points};
+use crate::metrics::Metrics;
 
 /// A live actor and its counted mailbox.
 #[derive(Clone)]
@@ -38,6 +39,7 @@ pub struct BuyerDeps {
     /// Whether charges also write a `points.charged` outbox event.
     pub emit_charge_events: bool,
     pub actors: Arc<DashMap<BuyerId, BuyerHandle>>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct BuyerRegistry {
@@ -65,6 +67,18 @@ impl BuyerRegistry {
     /// Actors found dead and started again.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Live actors and the deepest mailbox among them (read at scrape time).
+    pub fn population(&self) -> (usize, usize) {
+        let deepest = self
+            .deps
+            .actors
+            .iter()
+            .map(|entry| entry.mailbox.depth())
+            .max()
+            .unwrap_or(0);
+        (self.deps.actors.len(), deepest)
     }
 
     /// Hands `command` to the buyer's actor; the ticket resolves once it is durable (or failed).
@@ -116,6 +130,7 @@ impl BuyerRegistry {
         if !entry.addr.connected() {
             tracing::warn!(buyer_id = %buyer, "buyer actor found dead; starting a new one");
             self.restarts.fetch_add(1, Ordering::Relaxed);
+            self.deps.metrics.buyer.restarts.inc();
             *entry = self.spawn(buyer);
         }
         entry.clone()
@@ -129,7 +144,8 @@ impl BuyerRegistry {
 
     fn spawn(&self, buyer: BuyerId) -> BuyerHandle {
         let thread = (buyer.get().unsigned_abs() % self.arbiters.len() as u64) as usize;
-        let mailbox = Mailbox::new(self.mailbox_capacity);
+        let mailbox = Mailbox::new(self.mailbox_capacity, Arc::clone(&self.deps.metrics.buyer));
+        self.deps.metrics.buyers.started.inc();
         let deps = Arc::clone(&self.deps);
         let actor_mailbox = Arc::clone(&mailbox);
         let capacity = self.mailbox_capacity;

@@ -50,12 +50,13 @@ pub fn mark_published(
 }
 
 /// Counts a failed delivery; the event is parked as DEAD once it reaches `max_attempts`.
+/// Returns whether it is dead now.
 pub fn record_failure(
     conn: &mut MysqlConnection,
     event_id: &str,
     error: &str,
     max_attempts: i32,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
     let error: String = error.chars().take(LAST_ERROR_MAX_CHARS).collect();
     diesel::sql_query(
         "UPDATE outbox_events SET attempts = attempts + 1, last_error = ?, \
@@ -65,7 +66,12 @@ pub fn record_failure(
     .bind::<diesel::sql_types::Integer, _>(max_attempts)
     .bind::<diesel::sql_types::Varchar, _>(event_id)
     .execute(conn)?;
-    Ok(())
+    let status: Option<String> = outbox_events::table
+        .filter(outbox_events::event_id.eq(event_id))
+        .select(outbox_events::status)
+        .first(conn)
+        .optional()?;
+    Ok(status.as_deref() == Some(DEAD))
 }
 
 /// Deletes up to `limit` events published before `cutoff`.

@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
 use crate::db::DbError;
 use crate::domain::{AmountParseError, DomainError, IdParseError};
@@ -118,6 +119,17 @@ impl ApiError {
         }
     }
 
+    /// Why a 503 was answered, as counted by `payment_engine_rejections_total`.
+    fn rejection_reason(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Overloaded(reason) => Some(reason.as_str()),
+            ApiError::DatabaseUnavailable => Some("database_unavailable"),
+            ApiError::WriteConflict => Some("write_conflict"),
+            ApiError::Timeout => Some("request_timeout"),
+            _ => None,
+        }
+    }
+
     /// A database failure on a read path; logged here, once.
     pub fn from_db(error: DbError) -> ApiError {
         if error.is_transient() {
@@ -191,6 +203,10 @@ impl ResponseError for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S)));
         }
-        response.body(serde_json::to_string(&problem).unwrap_or_default())
+        let mut response = response.body(serde_json::to_string(&problem).unwrap_or_default());
+        if let Some(reason) = self.rejection_reason() {
+            response.extensions_mut().insert(Rejection(reason));
+        }
+        response
     }
 }

@@ -3,6 +3,7 @@
 mod error;
 mod extract;
 mod health;
+pub mod metrics;
 pub mod openapi;
 mod orders;
 mod points;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub max_charge: Points,
     pub max_order: Points,
     pub request_timeout: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -97,6 +99,11 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             .service(
                 web::resource("/health/ready")
                     .route(web::get().to(health::ready))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(metrics::metrics))
                     .default_service(web::to(method_not_allowed)),
             )
             .service(openapi::swagger_ui());

@@ -14,7 +14,7 @@ use crate::domain::{ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentRec
     paths(
         points::charge, points::balance, points::history,
         orders::pay, orders::create, orders::get,
-        health::live, health::ready,
+        health::live, health::ready, super::metrics::metrics,
     ),
     components(schemas(
         ChargeReceipt, PaymentReceipt, OrderView, OrderStatus, EntryKind, Problem,

@@ -11,6 +11,7 @@ mod events;
 mod health;
 mod history;
 mod idempotency;
+mod metrics;
 mod model;
 mod observability;
 mod orders;

@@ -25,6 +25,7 @@ use orders::{KnownOrder, Lookup, OrderBook};
 
 use super::coordinator::{CommitError, CommitReply};
 use super::errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
+use super::mailbox::Handling;
 use super::registry::BuyerDeps;
 use crate::db::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
 use crate::db::queries;
@@ -34,6 +35,7 @@ use crate::domain::{
     OrderView, PaymentId, PaymentReceipt, Points,
 };
 use crate::events;
+use crate::metrics::Outcome;
 
 /// Most committed Idempotency-Keys a buyer's actor remembers (older ones are found in the
 /// database by the HTTP layer, or by the writer's unique key).
@@ -485,6 +487,7 @@ impl BuyerActor {
                 .actors
                 .remove_if(&self.buyer, |_, handle| handle.addr == me);
             tracing::trace!(buyer_id = %self.buyer, "idle buyer actor passivated");
+            self.deps.metrics.buyers.passivated.inc();
             ctx.stop();
         }
     }
@@ -516,6 +519,7 @@ impl Handler<BuyerCommand> for BuyerActor {
             started,
         } = message;
         started.store(true, Ordering::Release);
+        let handling = permit.start();
         drop(permit);
         self.last_active = Instant::now();
 
@@ -536,11 +540,28 @@ impl Handler<BuyerCommand> for BuyerActor {
             // have changed the buyer since. With none of our writes in flight, the database is
             // the truth: check once more against it before refusing.
             if matches!(decided, Err(BuyerError::Rule(_))) && self.inflight == 0 {
-                return self.load_then_execute(command, idempotency_key, true, None);
+                return self.load_then_execute(command, idempotency_key, true, None, handling);
             }
+            handling.finish(outcome_of(&decided));
             return AtomicResponse::new(Box::pin(actix::fut::ready(decided)));
         }
-        self.load_then_execute(command, idempotency_key, load_state, load_order)
+        self.load_then_execute(command, idempotency_key, load_state, load_order, handling)
+    }
+}
+
+/// How a command's handling ended, for the actor metrics: accepted (its write is on its way),
+/// refused by a rule of the buyer's own making, or failed.
+fn outcome_of(decided: &Result<Ticket, BuyerError>) -> Outcome {
+    match decided {
+        Ok(_) => Outcome::Ok,
+        Err(
+            BuyerError::Rule(_)
+            | BuyerError::OrderNotFound
+            | BuyerError::OrderAlreadyPaid
+            | BuyerError::IdempotencyKeyInFlight
+            | BuyerError::IdempotencyKeyMismatch,
+        ) => Outcome::Refused,
+        Err(_) => Outcome::Failed,
     }
 }
 
@@ -553,6 +574,7 @@ impl BuyerActor {
         idempotency_key: Option<IdempotencyKey>,
         load_state: bool,
         load_order: Option<OrderId>,
+        handling: Handling,
     ) -> AtomicResponse<Self, Result<Ticket, BuyerError>> {
         let buyer = self.buyer;
         let db = self.deps.db.clone();
@@ -573,14 +595,20 @@ impl BuyerActor {
         };
         AtomicResponse::new(Box::pin(load.into_actor(self).map(
             move |loaded, act, ctx| {
-                let (balance, order) = loaded.map_err(BuyerError::from_db)?;
-                if let Some(row) = balance {
-                    act.install(row);
-                }
-                if let Some((order_id, row)) = order {
-                    act.orders.remember_row(act.buyer, order_id, row);
-                }
-                act.execute(command, idempotency_key, ctx)
+                let decided = match loaded {
+                    Ok((balance, order)) => {
+                        if let Some(row) = balance {
+                            act.install(row);
+                        }
+                        if let Some((order_id, row)) = order {
+                            act.orders.remember_row(act.buyer, order_id, row);
+                        }
+                        act.execute(command, idempotency_key, ctx)
+                    }
+                    Err(error) => Err(BuyerError::from_db(error)),
+                };
+                handling.finish(outcome_of(&decided));
+                decided
             },
         )))
     }
