@@ -240,7 +240,7 @@ const problemCode = (res) => {
 
 /** POST /points/{buyerId}?point=N, expecting 200 with the charged amount. */
 export function charge(buyerId, point, op = 'charge') {
-  const res = http.post(`${BASE_URL}/points/${buyerId}?point=${point}`, null, { tags: { op } });
+  const res = http.post(`${BASE_URL}/points/${buyerId}?point=${point}`, null, { tags: { op, name: 'POST /points/{buyerId}' } });
   if (op === 'charge') recordLatency('charge', res);
   const b = body(res);
   const ok = check(res, {
@@ -256,7 +256,7 @@ export function charge(buyerId, point, op = 'charge') {
 export function createOrder(buyerId, totalPrice) {
   const res = http.post(`${BASE_URL}/orders`, JSON.stringify({ buyerId, totalPrice }), {
     headers: JSON_HEADERS,
-    tags: { op: 'create_order' },
+    tags: { op: 'create_order', name: 'POST /orders' },
   });
   recordLatency('create_order', res);
   const b = body(res);
@@ -275,7 +275,7 @@ function payRequest(buyerId, orderId, expected) {
     'POST',
     `${BASE_URL}/orders/payment/kafka`,
     JSON.stringify({ buyerId, orderId }),
-    { headers: JSON_HEADERS, tags: { op: 'pay' }, responseCallback: http.expectedStatuses(...expected) },
+    { headers: JSON_HEADERS, tags: { op: 'pay', name: 'POST /orders/payment/kafka' }, responseCallback: http.expectedStatuses(...expected) },
   ];
 }
 
@@ -376,7 +376,7 @@ export function setupRun({ fundBuyers = [], fund = 0 } = {}) {
   if (ready.status !== 200) fail(`${BASE_URL}/health/ready answered ${ready.status}: is the engine running?`);
   const start = {};
   for (const b of trackedBuyers()) {
-    const res = http.get(`${BASE_URL}/points/${b}`, { tags: { op: 'read' } });
+    const res = http.get(`${BASE_URL}/points/${b}`, { tags: { op: 'read', name: 'GET /points/{buyerId}' } });
     if (res.status !== 200) fail(`GET /points/${b}: ${res.status} ${res.body}`);
     start[b] = { balance: res.json('balance'), version: res.json('version') };
   }
@@ -407,7 +407,7 @@ function consistency(ok, what) {
  * orders is PAID, the buyer's and of the paid amount.
  */
 export function verifyLedger(buyerId) {
-  const bal = http.get(`${BASE_URL}/points/${buyerId}`, { tags: { op: 'read' } });
+  const bal = http.get(`${BASE_URL}/points/${buyerId}`, { tags: { op: 'read', name: 'GET /points/{buyerId}' } });
   if (!consistency(bal.status === 200, 'balance readable')) return;
   const { balance, version } = bal.json();
   const t = tracked[buyerId];
@@ -423,7 +423,7 @@ export function verifyLedger(buyerId) {
   let cursor = '';
   for (;;) {
     const res = http.get(`${BASE_URL}/points/history/${buyerId}?limit=100${cursor ? `&cursor=${cursor}` : ''}`, {
-      tags: { op: 'read' },
+      tags: { op: 'read', name: 'GET /points/history/{buyerId}' },
     });
     if (res.status !== 200) {
       errors.push(`history page answered ${res.status}`);
@@ -456,7 +456,7 @@ export function verifyLedger(buyerId) {
   let sampled = 0;
   for (const [orderId, e] of paidOrders) {
     if (sampled++ >= ORDER_SAMPLE) break;
-    const res = http.get(`${BASE_URL}/orders/${orderId}`, { tags: { op: 'read' } });
+    const res = http.get(`${BASE_URL}/orders/${orderId}`, { tags: { op: 'read', name: 'GET /orders/{orderId}' } });
     const o = res.status === 200 ? res.json() : null;
     if (!o || o.status !== 'PAID' || o.buyerId !== buyerId || o.totalPrice !== -e.amount) {
       errors.push(`order ${orderId}: ${res.status} ${String(res.body).slice(0, 200)} for payment v${e.version}`);
