@@ -39,6 +39,73 @@ pub enum Command {
     },
 }
 
+/// The accepted service tokens. Never printed: `Debug` shows only how many there are, and a
+/// malformed value is reported at start-up without echoing it (clap would).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiTokens(Vec<String>, Option<String>);
+
+impl ApiTokens {
+    /// For clap: never fails, so the value never appears in an argument error; [`check`]
+    /// reports what is wrong with it.
+    ///
+    /// [`check`]: ApiTokens::check
+    pub fn from_flag(raw: &str) -> Result<ApiTokens, std::convert::Infallible> {
+        Ok(ApiTokens::parse(raw).unwrap_or_else(|problem| ApiTokens(Vec::new(), Some(problem))))
+    }
+
+    /// Whether the configured value was valid.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.1 {
+            Some(problem) => Err(format!("API_TOKENS: {problem}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Shortest token accepted: a guessable token is worse than none, as it looks like security.
+    pub const MIN_LEN: usize = 16;
+
+    pub fn parse(raw: &str) -> Result<ApiTokens, String> {
+        let tokens: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(short) = tokens.iter().find(|token| token.len() < Self::MIN_LEN) {
+            return Err(format!(
+                "every API token needs at least {} characters (one has {})",
+                Self::MIN_LEN,
+                short.len()
+            ));
+        }
+        if let Some(bad) = tokens
+            .iter()
+            .find(|token| !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(format!(
+                "API tokens must be printable ASCII without spaces (one of {} characters is not)",
+                bad.len()
+            ));
+        }
+        Ok(ApiTokens(tokens, None))
+    }
+
+    /// Tokens are required (a malformed value requires them too: it never opens the API).
+    pub fn is_enabled(&self) -> bool {
+        !self.0.is_empty() || self.1.is_some()
+    }
+
+    pub fn tokens(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiTokens({} configured)", self.0.len())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -180,6 +247,19 @@ pub struct Settings {
     /// On SIGTERM, how long in-flight requests get to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", global = true, default_value_t = 30)]
     pub shutdown_timeout_s: u64,
+
+    /// Service tokens, comma-separated: when set, every route but `/health/*` and `/metrics`
+    /// requires `Authorization: Bearer <one of them>` (401 otherwise). Empty: no check.
+    #[arg(
+        long,
+        env = "API_TOKENS",
+        global = true,
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true,
+        value_parser = ApiTokens::from_flag
+    )]
+    pub api_tokens: ApiTokens,
 
     #[command(flatten)]
     pub kafka: crate::events::kafka::KafkaSettings,

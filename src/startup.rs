@@ -35,6 +35,7 @@ pub struct Application {
 impl Application {
     /// Creates and migrates the database, starts the actors and binds the HTTP listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.api_tokens.check().map_err(anyhow::Error::msg)?;
         let url = settings.database_url.clone();
         tokio::task::spawn_blocking(move || {
             ensure_database(&url)?;
@@ -86,6 +87,7 @@ impl Application {
             max_order: settings.max_order(),
             request_timeout: settings.request_timeout(),
             metrics,
+            api_tokens: settings.api_tokens.clone(),
         });
 
         let listener = TcpListener::bind(settings.bind_addr)
@@ -94,6 +96,7 @@ impl Application {
         let max_body_bytes = settings.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::auth::require_token))
                 .wrap(actix_web::middleware::from_fn(http::metrics::track))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())

@@ -65,6 +65,8 @@ pub enum ApiError {
         "the request did not complete in time; retry with the same Idempotency-Key to learn its outcome"
     )]
     Timeout,
+    #[error("this route needs `Authorization: Bearer <token>` with a valid service token")]
+    Unauthorized,
     #[error("internal error")]
     Internal,
 }
@@ -115,6 +117,7 @@ impl ApiError {
             E::DatabaseUnavailable => ("database_unavailable", "Database unavailable"),
             E::WriteConflict => ("write_conflict", "Write conflict"),
             E::Timeout => ("timeout", "Timeout"),
+            E::Unauthorized => ("unauthorized", "Unauthorized"),
             E::Internal => ("internal_error", "Internal error"),
         }
     }
@@ -174,6 +177,7 @@ impl ResponseError for ApiError {
             | E::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             E::OrderNotFound | E::NotFound => StatusCode::NOT_FOUND,
             E::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            E::Unauthorized => StatusCode::UNAUTHORIZED,
             E::OrderAlreadyPaid | E::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -202,6 +206,9 @@ impl ResponseError for ApiError {
         ));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S)));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         let mut response = response.body(serde_json::to_string(&problem).unwrap_or_default());
         if let Some(reason) = self.rejection_reason() {

@@ -20,7 +20,7 @@ pub struct Rejection(pub &'static str);
 
 /// Prometheus metrics, OpenMetrics text format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "health",
+    get, path = "/metrics", tag = "health", security(()),
     responses((status = 200, description = "Metrics in OpenMetrics text format", content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

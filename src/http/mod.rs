@@ -1,5 +1,6 @@
 //! The HTTP layer: routes, extractors and error mapping. Handlers parse and delegate.
 
+pub mod auth;
 mod error;
 mod extract;
 mod health;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub max_order: Points,
     pub request_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub api_tokens: crate::config::ApiTokens,
 }
 
 impl AppState {

@@ -1,7 +1,7 @@
 //! The OpenAPI description (utoipa) and the Swagger UI, whose assets are vendored in the
 //! `utoipa-swagger-ui-vendored` crate (nothing is downloaded at build time).
 
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::Problem;
@@ -21,9 +21,33 @@ use crate::domain::{ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentRec
         points::BalanceView, points::HistoryPage, points::HistoryEntry,
         orders::PayRequest, orders::CreateOrderRequest,
     )),
+    modifiers(&ServiceToken),
+    security(("service_token" = [])),
     tags((name = "points"), (name = "orders"), (name = "health"))
 )]
 pub struct ApiDoc;
+
+/// The optional service token (`API_TOKENS`); the probes and `/metrics` never need it.
+struct ServiceToken;
+
+impl Modify for ServiceToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "service_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Required on every route but /health/* and /metrics when the engine \
+                         runs with API_TOKENS",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// `/openapi.json` and the UI at `/docs/`.
 pub fn swagger_ui() -> SwaggerUi {

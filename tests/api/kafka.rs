@@ -693,6 +693,11 @@ impl EngineProcess {
         format!("{}{}", self.address, path)
     }
 
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());

@@ -4,6 +4,7 @@
 mod helpers;
 mod kafka;
 
+mod auth;
 mod concurrency;
 mod durability;
 mod errors;
