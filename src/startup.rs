@@ -94,13 +94,14 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
         let port = listener.local_addr()?.port();
         let max_body_bytes = settings.max_body_bytes;
+        let tokens_required = settings.api_tokens.is_enabled();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(http::auth::require_token))
                 .wrap(actix_web::middleware::from_fn(http::metrics::track))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())
-                .configure(http::configure(max_body_bytes))
+                .configure(http::configure(max_body_bytes, tokens_required))
                 .default_service(web::to(http::not_found))
         })
         .workers(settings.http_workers())

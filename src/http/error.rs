@@ -42,7 +42,10 @@ pub enum ApiError {
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed on this resource")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the resource serves, for the `Allow` header (RFC 9110).
+        allow: &'static str,
+    },
     #[error("the order is already paid")]
     OrderAlreadyPaid,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
@@ -101,7 +104,7 @@ impl ApiError {
             E::InvalidIdempotencyKey(_) => ("invalid_idempotency_key", "Invalid Idempotency-Key"),
             E::OrderNotFound => ("order_not_found", "Order not found"),
             E::NotFound => ("not_found", "Not found"),
-            E::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
+            E::MethodNotAllowed { .. } => ("method_not_allowed", "Method not allowed"),
             E::OrderAlreadyPaid => ("order_already_paid", "Order already paid"),
             E::IdempotencyKeyInFlight => ("idempotency_key_in_flight", "Request in flight"),
             E::PayloadTooLarge { .. } => ("payload_too_large", "Payload too large"),
@@ -176,7 +179,7 @@ impl ResponseError for ApiError {
             | E::InvalidCursor
             | E::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             E::OrderNotFound | E::NotFound => StatusCode::NOT_FOUND,
-            E::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             E::Unauthorized => StatusCode::UNAUTHORIZED,
             E::OrderAlreadyPaid | E::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -206,6 +209,9 @@ impl ResponseError for ApiError {
         ));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S)));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

@@ -61,7 +61,10 @@ impl From<BuyerError> for actix_web::Error {
 }
 
 /// Registers every route and the extractor error handlers on an App.
-pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(
+    max_body_bytes: usize,
+    tokens_required: bool,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(extract::json_config(max_body_bytes))
             .app_data(extract::query_config())
@@ -70,50 +73,51 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             .service(
                 web::resource("/points/history/{buyer_id}")
                     .route(web::get().to(points::history))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("GET")),
             )
             .service(
                 web::resource("/points/{buyer_id}")
                     .route(web::post().to(points::charge))
                     .route(web::get().to(points::balance))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/orders/payment/kafka")
                     .route(web::post().to(orders::pay))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("POST")),
             )
             .service(
                 web::resource("/orders")
                     .route(web::post().to(orders::create))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("POST")),
             )
             .service(
                 web::resource("/orders/{order_id}")
                     .route(web::get().to(orders::get))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("GET")),
             )
             .service(
                 web::resource("/health/live")
                     .route(web::get().to(health::live))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("GET")),
             )
             .service(
                 web::resource("/health/ready")
                     .route(web::get().to(health::ready))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("GET")),
             )
             .service(
                 web::resource("/metrics")
                     .route(web::get().to(metrics::metrics))
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(method_not_allowed("GET")),
             )
-            .service(openapi::swagger_ui());
+            .service(openapi::swagger_ui(tokens_required));
     }
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// The answer to a method a resource does not serve, naming those it does.
+fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
 }
 
 /// The answer to unknown routes.

@@ -49,7 +49,12 @@ impl Modify for ServiceToken {
     }
 }
 
-/// `/openapi.json` and the UI at `/docs/`.
-pub fn swagger_ui() -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+/// `/openapi.json` and the UI at `/docs/`. The service token is required in the description
+/// only when the engine requires it (`API_TOKENS`).
+pub fn swagger_ui(tokens_required: bool) -> SwaggerUi {
+    let mut doc = ApiDoc::openapi();
+    if !tokens_required {
+        doc.security = None;
+    }
+    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc)
 }

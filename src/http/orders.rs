@@ -16,7 +16,9 @@ use crate::domain::{
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PayRequest {
+    #[schema(minimum = 1)]
     buyer_id: i64,
+    #[schema(minimum = 1)]
     order_id: i64,
 }
 
@@ -24,8 +26,10 @@ pub struct PayRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderRequest {
+    #[schema(minimum = 1)]
     buyer_id: i64,
-    /// Positive, no greater than the configured maximum order total.
+    /// Positive, no greater than `MAX_ORDER_POINTS` (1,000,000,000 by default).
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     total_price: i64,
 }
 
@@ -104,7 +108,7 @@ pub async fn create(
 /// An order and its status.
 #[utoipa::path(
     get, path = "/orders/{orderId}", tag = "orders",
-    params(("orderId" = i64, Path, description = "Order id (positive)")),
+    params(("orderId" = i64, Path, minimum = 1, description = "Order id (positive)")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 400, description = "Invalid order id", body = Problem, content_type = "application/problem+json"),

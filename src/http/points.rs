@@ -17,14 +17,16 @@ const HISTORY_LIMIT_DEFAULT: i64 = 20;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ChargeQuery {
-    /// Points to add: a positive integer no greater than the configured maximum charge.
+    /// Points to add: a positive integer no greater than `MAX_CHARGE_POINTS` (10,000,000 by
+    /// default).
+    #[param(value_type = i64, required = true, minimum = 1, maximum = 10_000_000)]
     point: Option<String>,
 }
 
 /// Charge points to a buyer (creates the balance if missing). Durable when answered.
 #[utoipa::path(
     post, path = "/points/{buyerId}", tag = "points",
-    params(("buyerId" = i64, Path, description = "Buyer id (positive)"), ChargeQuery,
+    params(("buyerId" = i64, Path, minimum = 1, description = "Buyer id (positive)"), ChargeQuery,
            ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key (1-255 printable ASCII)")),
     responses(
         (status = 200, description = "Charged", body = ChargeReceipt),
@@ -67,7 +69,7 @@ pub struct BalanceView {
 /// A buyer's committed balance (0 for a buyer never charged).
 #[utoipa::path(
     get, path = "/points/{buyerId}", tag = "points",
-    params(("buyerId" = i64, Path, description = "Buyer id (positive)")),
+    params(("buyerId" = i64, Path, minimum = 1, description = "Buyer id (positive)")),
     responses(
         (status = 200, description = "Balance", body = BalanceView),
         (status = 400, description = "Invalid buyer id", body = Problem, content_type = "application/problem+json"),
@@ -95,6 +97,7 @@ pub async fn balance(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct HistoryQuery {
     /// Entries per page, 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
@@ -127,7 +130,7 @@ pub struct HistoryPage {
 /// A buyer's ledger: charges and payments, newest first, cursor-paginated.
 #[utoipa::path(
     get, path = "/points/history/{buyerId}", tag = "points",
-    params(("buyerId" = i64, Path, description = "Buyer id (positive)"), HistoryQuery),
+    params(("buyerId" = i64, Path, minimum = 1, description = "Buyer id (positive)"), HistoryQuery),
     responses(
         (status = 200, description = "A page of history", body = HistoryPage),
         (status = 400, description = "Invalid buyer id, limit or cursor", body = Problem, content_type = "application/problem+json"),

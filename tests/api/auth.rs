@@ -104,6 +104,7 @@ async fn any_configured_token_is_accepted_and_the_scheme_is_case_insensitive() {
         spec["components"]["securitySchemes"]["service_token"]["scheme"],
         "bearer"
     );
+    assert_eq!(spec["security"][0]["service_token"], serde_json::json!([]));
 }
 
 #[tokio::test]

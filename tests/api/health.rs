@@ -266,3 +266,49 @@ async fn while_the_database_is_unreachable_requests_answer_503_database_unavaila
     );
     assert_all_invariants(&mut db.connect());
 }
+
+#[actix_web::test]
+async fn a_method_a_route_does_not_serve_gets_405_naming_those_it_does() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/points/1", "GET, POST"),
+        (reqwest::Method::PUT, "/points/history/1", "GET"),
+        (reqwest::Method::GET, "/orders/payment/kafka", "POST"),
+        (reqwest::Method::PATCH, "/orders", "POST"),
+        (reqwest::Method::POST, "/orders/1", "GET"),
+        (reqwest::Method::TRACE, "/health/live", "GET"),
+        (reqwest::Method::POST, "/health/ready", "GET"),
+        (reqwest::Method::DELETE, "/metrics", "GET"),
+    ] {
+        let response = app.raw(method.clone(), path, None, None, None).await;
+        response.expect_problem(405, "method_not_allowed");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+    }
+}
+
+#[actix_web::test]
+async fn the_openapi_document_states_the_limits_and_asks_no_token_unless_required() {
+    let app = spawn_app().await;
+    let doc = app.get("/openapi.json").await.ok();
+    assert!(
+        doc.get("security").is_none(),
+        "no API_TOKENS, yet the document requires a token: {}",
+        doc["security"]
+    );
+    let charge = &doc["paths"]["/points/{buyerId}"]["post"]["parameters"];
+    let param = |name: &str| {
+        charge
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}: {charge}"))
+            .clone()
+    };
+    assert_eq!(param("buyerId")["schema"]["minimum"], 1);
+    assert_eq!(param("point")["required"], true);
+    assert_eq!(param("point")["schema"]["minimum"], 1);
+    let order = &doc["components"]["schemas"]["CreateOrderRequest"]["properties"];
+    assert_eq!(order["buyerId"]["minimum"], 1);
+    assert_eq!(order["totalPrice"]["minimum"], 1);
+}
