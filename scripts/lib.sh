@@ -122,5 +122,6 @@ ensure_observability_tools() {
   fi
   command -v check-jsonschema >/dev/null || pip_install check-jsonschema
   python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+  command -v schemathesis >/dev/null || pip_install schemathesis
   ensure_k6
 }

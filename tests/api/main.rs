@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod health;
 mod history;
+mod hostile;
 mod idempotency;
 mod metrics;
 mod model;

@@ -7,7 +7,7 @@ mod config;
 mod dashboards;
 mod end_to_end;
 mod prometheus;
-mod tools;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::time::Duration;

