@@ -215,6 +215,9 @@ pub async fn spawn_app_on_with(
     );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        // Drop idle connections before the server's keep-alive (5 s) closes them: reusing one
+        // the server is closing at that moment fails the request with IncompleteMessage.
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("reqwest client");
     TestApp {

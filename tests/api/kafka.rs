@@ -662,6 +662,8 @@ impl EngineProcess {
             address: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                // Before the server's keep-alive (5 s) closes them; see helpers::spawn_app.
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .expect("reqwest client"),
             child: Mutex::new(Some(child)),
