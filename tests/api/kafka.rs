@@ -586,46 +586,8 @@ pub async fn run_events_command(
     for (name, value) in env {
         command.env(name, value);
     }
-    let description = format!("payment-engine events {}", args.join(" "));
     actix_web::rt::task::spawn_blocking(move || {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {description}: {e}"));
-        // Drain both pipes while waiting; kill the command if it overstays.
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let out = std::thread::spawn(move || {
-            let mut buffer = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stdout, &mut buffer);
-            buffer
-        });
-        let err = std::thread::spawn(move || {
-            let mut buffer = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stderr, &mut buffer);
-            buffer
-        });
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if start.elapsed() < Duration::from_secs(60) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("{description} did not finish within 60 s");
-                }
-                Err(e) => panic!("waiting for {description}: {e}"),
-            }
-        };
-        Output {
-            status,
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
-        }
+        crate::observability::tools::run(command, Duration::from_secs(60))
     })
     .await
     .expect("the command task panicked")
