@@ -244,6 +244,16 @@ pub struct Settings {
     #[arg(long, env = "MAX_BODY_BYTES", global = true, default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// A client must send a request's head (its first request on a connection) and then its
+    /// body within this long each; a slower one gets 408 and its connection is closed.
+    #[arg(
+        long,
+        env = "CLIENT_REQUEST_TIMEOUT_MS",
+        global = true,
+        default_value_t = 5_000
+    )]
+    pub client_request_timeout_ms: u64,
+
     /// On SIGTERM, how long in-flight requests get to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", global = true, default_value_t = 30)]
     pub shutdown_timeout_s: u64,
@@ -289,6 +299,10 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn client_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_request_timeout_ms)
     }
 
     pub fn buyer_idle_timeout(&self) -> Duration {

@@ -23,6 +23,9 @@ const ID_BLOCK_SIZE: i64 = 1000;
 /// How often expired Idempotency-Key records are deleted, and at most how many per round.
 const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(60);
 const IDEMPOTENCY_PRUNE_BATCH: i64 = 10_000;
+/// After answering a client that is being disconnected (e.g. a 408), how long it gets to read
+/// the answer before the socket is dropped.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
@@ -95,16 +98,24 @@ impl Application {
         let port = listener.local_addr()?.port();
         let max_body_bytes = settings.max_body_bytes;
         let tokens_required = settings.api_tokens.is_enabled();
+        let client_request_timeout = settings.client_request_timeout();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    http::deadline::body_deadline,
+                ))
                 .wrap(actix_web::middleware::from_fn(http::auth::require_token))
                 .wrap(actix_web::middleware::from_fn(http::metrics::track))
                 .wrap(tracing_actix_web::TracingLogger::default())
                 .app_data(state.clone())
+                .app_data(http::deadline::BodyDeadline(client_request_timeout))
                 .configure(http::configure(max_body_bytes, tokens_required))
                 .default_service(web::to(http::not_found))
         })
         .workers(settings.http_workers())
+        // Slow clients (slowloris) are cut off; actix's defaults, stated where they are decided.
+        .client_request_timeout(client_request_timeout)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .shutdown_timeout(settings.shutdown_timeout_s)
         .listen(listener)?
         .run();

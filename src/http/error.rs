@@ -54,6 +54,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("{0}")]
     Rule(DomainError),
     #[error("this Idempotency-Key was already used with a different request")]
@@ -109,6 +111,7 @@ impl ApiError {
             E::IdempotencyKeyInFlight => ("idempotency_key_in_flight", "Request in flight"),
             E::PayloadTooLarge { .. } => ("payload_too_large", "Payload too large"),
             E::UnsupportedMediaType => ("unsupported_media_type", "Unsupported media type"),
+            E::BodyTimeout => ("body_timeout", "Request body timeout"),
             E::Rule(DomainError::InsufficientBalance { .. }) => {
                 ("insufficient_balance", "Insufficient balance")
             }
@@ -184,6 +187,7 @@ impl ResponseError for ApiError {
             E::OrderAlreadyPaid | E::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            E::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             E::Rule(_) | E::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             E::Overloaded(_) | E::DatabaseUnavailable | E::WriteConflict | E::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -1,13 +1,20 @@
 //! Extractor configuration and request parsing helpers: every bad input becomes an ApiError.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{HttpRequest, web};
 use chrono::Utc;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
+use super::deadline::is_body_timeout;
 use super::{ApiError, AppState, replay};
 use crate::actors::StoredResponse;
 use crate::db::queries;
-use crate::domain::{BuyerId, IdempotencyKey, OrderId};
+use crate::domain::{BuyerId, IdempotencyKey, OrderId, Points};
 
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
@@ -21,6 +28,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     ApiError::PayloadTooLarge { limit }
                 }
                 JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+                JsonPayloadError::Payload(e) if is_body_timeout(&e) => ApiError::BodyTimeout,
                 JsonPayloadError::Deserialize(e) => {
                     ApiError::InvalidBody(format!("invalid JSON body: {e}"))
                 }
@@ -46,12 +54,81 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
+/// A JSON body that must be an object. serde's derived structs also accept a positional array
+/// (`[1, 2]` for `{"buyerId": 1, "orderId": 2}`), which is no part of the API's contract.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectOnly(PhantomData))
+            .map(JsonObject)
+    }
+}
+
 pub fn buyer_id(raw: &str) -> Result<BuyerId, ApiError> {
     raw.parse().map_err(ApiError::InvalidBuyerId)
 }
 
 pub fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     raw.parse().map_err(ApiError::InvalidOrderId)
+}
+
+/// The `point` query parameter of a charge: required, a positive integer no greater than `max`.
+pub fn charge_amount(raw: Option<&str>, max: Points) -> Result<Points, ApiError> {
+    let raw = raw.ok_or(ApiError::MissingPoint)?;
+    Points::parse_positive(raw, max).map_err(ApiError::InvalidPoint)
+}
+
+/// Largest page of history.
+pub const HISTORY_LIMIT_MAX: i64 = 100;
+const HISTORY_LIMIT_DEFAULT: i64 = 20;
+
+/// The `limit` query parameter of a history page: 1 to [`HISTORY_LIMIT_MAX`], default 20.
+pub fn history_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(HISTORY_LIMIT_DEFAULT);
+    };
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| (1..=HISTORY_LIMIT_MAX).contains(n))
+        .ok_or(ApiError::InvalidLimit {
+            max: HISTORY_LIMIT_MAX,
+        })
+}
+
+/// The `nextCursor` of a history page whose oldest entry has `version`.
+pub fn history_cursor(version: i64) -> String {
+    version.to_string()
+}
+
+/// A `cursor` query parameter: absent or empty is the first page, otherwise a cursor that
+/// [`history_cursor`] made (the version the next page starts below).
+pub fn parse_history_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .map(Some)
+            .ok_or(ApiError::InvalidCursor),
+    }
 }
 
 /// The optional Idempotency-Key header.

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors and error mapping. Handlers parse and delegate.
 
 pub mod auth;
+pub mod deadline;
 mod error;
 mod extract;
 mod health;
@@ -8,6 +9,8 @@ pub mod metrics;
 pub mod openapi;
 mod orders;
 mod points;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{self, committed_answer};
+use super::extract::{self, JsonObject, committed_answer};
 use super::{ApiError, AppState, Problem, respond};
 use crate::actors::Command;
 use crate::db::queries;
@@ -37,6 +37,26 @@ fn body_id<T: TryFrom<i64, Error = IdParseError>>(value: i64, field: &str) -> Re
     T::try_from(value).map_err(|e| ApiError::InvalidBody(format!("{field} {e}")))
 }
 
+impl PayRequest {
+    /// The buyer and the order, checked.
+    pub(super) fn parse(&self) -> Result<(BuyerId, OrderId), ApiError> {
+        Ok((
+            body_id(self.buyer_id, "buyerId")?,
+            body_id(self.order_id, "orderId")?,
+        ))
+    }
+}
+
+impl CreateOrderRequest {
+    /// The buyer and the total, checked against the largest order `max_order`.
+    pub(super) fn parse(&self, max_order: Points) -> Result<(BuyerId, Points), ApiError> {
+        let buyer = body_id(self.buyer_id, "buyerId")?;
+        let total_price =
+            Points::positive(self.total_price, max_order).map_err(ApiError::InvalidAmount)?;
+        Ok((buyer, total_price))
+    }
+}
+
 /// Pay an order: deducts its total, records the payment and marks it PAID, in one transaction.
 #[utoipa::path(
     post, path = "/orders/payment/kafka", tag = "orders", request_body = PayRequest,
@@ -46,6 +66,7 @@ fn body_id<T: TryFrom<i64, Error = IdParseError>>(value: i64, field: &str) -> Re
         (status = 400, description = "Malformed body or invalid ids", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order for this buyer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Order already paid, or same Idempotency-Key in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "Body not received within CLIENT_REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Insufficient balance, or key reused", body = Problem, content_type = "application/problem+json"),
@@ -54,11 +75,10 @@ fn body_id<T: TryFrom<i64, Error = IdParseError>>(value: i64, field: &str) -> Re
 )]
 pub async fn pay(
     state: web::Data<AppState>,
-    body: web::Json<PayRequest>,
+    body: web::Json<JsonObject<PayRequest>>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let buyer: BuyerId = body_id(body.buyer_id, "buyerId")?;
-    let order_id: OrderId = body_id(body.order_id, "orderId")?;
+    let (buyer, order_id) = body.0.0.parse()?;
     let key = extract::idempotency_key(&req)?;
     let fingerprint = || {
         // The payment id is not part of the request: any placeholder gives the same fingerprint.
@@ -85,6 +105,7 @@ pub async fn pay(
     responses(
         (status = 201, description = "Created", body = OrderView, headers(("Location" = String, description = "/orders/{orderId}"))),
         (status = 400, description = "Malformed body, invalid buyer id or amount", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "Body not received within CLIENT_REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
@@ -92,11 +113,9 @@ pub async fn pay(
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<CreateOrderRequest>,
+    body: web::Json<JsonObject<CreateOrderRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let buyer: BuyerId = body_id(body.buyer_id, "buyerId")?;
-    let total_price =
-        Points::positive(body.total_price, state.max_order).map_err(ApiError::InvalidAmount)?;
+    let (buyer, total_price) = body.0.0.parse(state.max_order)?;
     let order_id = next_id(state.order_ids.next().await)?;
     let command = Command::CreateOrder {
         order_id,

@@ -9,18 +9,14 @@ use super::{ApiError, AppState, Problem, respond};
 use crate::actors::Command;
 use crate::db::models::LedgerRow;
 use crate::db::queries;
-use crate::domain::{ChargeReceipt, EntryKind, Points};
-
-/// Largest page of history.
-pub const HISTORY_LIMIT_MAX: i64 = 100;
-const HISTORY_LIMIT_DEFAULT: i64 = 20;
+use crate::domain::{ChargeReceipt, EntryKind};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ChargeQuery {
     /// Points to add: a positive integer no greater than `MAX_CHARGE_POINTS` (10,000,000 by
     /// default).
     #[param(value_type = i64, required = true, minimum = 1, maximum = 10_000_000)]
-    point: Option<String>,
+    pub(super) point: Option<String>,
 }
 
 /// Charge points to a buyer (creates the balance if missing). Durable when answered.
@@ -43,9 +39,7 @@ pub async fn charge(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let buyer = extract::buyer_id(&path)?;
-    let raw_point = query.point.as_deref().ok_or(ApiError::MissingPoint)?;
-    let amount =
-        Points::parse_positive(raw_point, state.max_charge).map_err(ApiError::InvalidPoint)?;
+    let amount = extract::charge_amount(query.point.as_deref(), state.max_charge)?;
     let key = extract::idempotency_key(&req)?;
     let command = Command::Charge { amount };
     if let Some(answer) =
@@ -98,9 +92,9 @@ pub async fn balance(
 pub struct HistoryQuery {
     /// Entries per page, 1 to 100 (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub(super) limit: Option<String>,
     /// `nextCursor` of the previous page.
-    cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// One ledger entry.
@@ -143,25 +137,8 @@ pub async fn history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let buyer = extract::buyer_id(&path)?;
-    let limit = match query.limit.as_deref() {
-        None => HISTORY_LIMIT_DEFAULT,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=HISTORY_LIMIT_MAX).contains(n))
-            .ok_or(ApiError::InvalidLimit {
-                max: HISTORY_LIMIT_MAX,
-            })?,
-    };
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or(ApiError::InvalidCursor)?,
-        ),
-    };
+    let limit = extract::history_limit(query.limit.as_deref())?;
+    let before = extract::parse_history_cursor(query.cursor.as_deref())?;
     let mut rows = state
         .db
         .run(move |conn| queries::history(conn, buyer.get(), before, limit + 1))
@@ -170,7 +147,7 @@ pub async fn history(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
-        rows.last().map(|row| row.version.to_string())
+        rows.last().map(|row| extract::history_cursor(row.version))
     } else {
         None
     };

@@ -12,6 +12,7 @@ mod events;
 mod health;
 mod history;
 mod hostile;
+mod hostile_inputs;
 mod idempotency;
 mod metrics;
 mod model;
