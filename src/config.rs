@@ -185,6 +185,17 @@ pub struct Settings {
     )]
     pub buyer_mailbox_capacity: usize,
 
+    /// Most requests served at once (all buyers together); beyond it requests answer 503 at
+    /// once. Bounds the latency of accepted requests under overload (this many ÷ throughput).
+    #[arg(
+        long,
+        env = "MAX_IN_FLIGHT_REQUESTS",
+        global = true,
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_in_flight_requests: u32,
+
     /// A buyer actor with nothing to do for this long stops and frees its memory.
     #[arg(
         long,

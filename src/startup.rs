@@ -91,6 +91,7 @@ impl Application {
             request_timeout: settings.request_timeout(),
             metrics,
             api_tokens: settings.api_tokens.clone(),
+            in_flight: http::admission::InFlight::new(settings.max_in_flight_requests as usize),
         });
 
         let listener = TcpListener::bind(settings.bind_addr)
@@ -104,6 +105,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     http::deadline::body_deadline,
                 ))
+                .wrap(actix_web::middleware::from_fn(http::admission::admit))
                 .wrap(actix_web::middleware::from_fn(http::auth::require_token))
                 .wrap(actix_web::middleware::from_fn(http::metrics::track))
                 .wrap(tracing_actix_web::TracingLogger::default())

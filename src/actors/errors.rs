@@ -7,6 +7,8 @@ use crate::domain::{ChargeReceipt, DomainError, OrderView, PaymentReceipt};
 pub enum OverloadReason {
     BuyerMailbox,
     CommitQueue,
+    /// `MAX_IN_FLIGHT_REQUESTS` requests were being served already.
+    InFlight,
 }
 
 impl OverloadReason {
@@ -14,6 +16,7 @@ impl OverloadReason {
         match self {
             OverloadReason::BuyerMailbox => "buyer_mailbox_full",
             OverloadReason::CommitQueue => "commit_queue_full",
+            OverloadReason::InFlight => "in_flight_limit",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP layer: routes, extractors and error mapping. Handlers parse and delegate.
 
+pub mod admission;
 pub mod auth;
 pub mod deadline;
 mod error;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub api_tokens: crate::config::ApiTokens,
+    pub in_flight: admission::InFlight,
 }
 
 impl AppState {
