@@ -42,6 +42,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         address = %bind, port = app.port(), database = %redact(&settings.database_url),
         "payment-engine listening; API docs at /docs/"
     );
+    app.stop_on_signals()?;
     app.run_until_stopped().await?;
     tracing::info!("payment-engine stopped");
     Ok(())

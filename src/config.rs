@@ -265,7 +265,19 @@ pub struct Settings {
     )]
     pub client_request_timeout_ms: u64,
 
-    /// On SIGTERM, how long in-flight requests get to finish.
+    /// On SIGTERM (or SIGINT), how long the engine keeps serving before it stops accepting
+    /// connections: `/health/ready` answers 503 and every answer closes its connection meanwhile,
+    /// so load balancers and clients move away. Match the load balancer's deregistration delay.
+    /// A second signal ends the drain at once.
+    #[arg(
+        long,
+        env = "SHUTDOWN_DRAIN_MS",
+        global = true,
+        default_value_t = 2000
+    )]
+    pub shutdown_drain_ms: u64,
+
+    /// After the drain, how long accepted requests get to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", global = true, default_value_t = 30)]
     pub shutdown_timeout_s: u64,
 

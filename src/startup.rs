@@ -33,6 +33,8 @@ pub struct Application {
     registry: Arc<BuyerRegistry>,
     publisher: PublisherHandle,
     pruner: JoinHandle<()>,
+    draining: http::admission::Draining,
+    drain: Duration,
 }
 
 impl Application {
@@ -80,6 +82,7 @@ impl Application {
             settings.actor_threads(),
             settings.buyer_mailbox_capacity,
         ));
+        let draining = http::admission::Draining::default();
         let state = web::Data::new(AppState {
             registry: Arc::clone(&registry),
             publisher: publisher.clone(),
@@ -92,6 +95,7 @@ impl Application {
             metrics,
             api_tokens: settings.api_tokens.clone(),
             in_flight: http::admission::InFlight::new(settings.max_in_flight_requests as usize),
+            draining: draining.clone(),
         });
 
         let listener = TcpListener::bind(settings.bind_addr)
@@ -119,6 +123,8 @@ impl Application {
         .client_request_timeout(client_request_timeout)
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .shutdown_timeout(settings.shutdown_timeout_s)
+        // Signals are handled by `stop_on_signals`, which drains first.
+        .disable_signals()
         .listen(listener)?
         .run();
         let pruner = tokio::spawn(prune_idempotency_records(db));
@@ -128,7 +134,37 @@ impl Application {
             server,
             registry,
             pruner,
+            draining,
+            drain: Duration::from_millis(settings.shutdown_drain_ms),
         })
+    }
+
+    /// On SIGTERM or SIGINT: drain (see `http::admission`) for the configured time, or until a
+    /// second signal, then stop gracefully (`run_until_stopped` returns).
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let (handle, draining, drain) = (self.handle(), self.draining.clone(), self.drain);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "stop requested: draining (not ready; each answer closes its connection)"
+            );
+            draining.start();
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => {}
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("stopping: no new connections; finishing accepted requests");
+            handle.stop(true).await;
+        });
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {
@@ -139,7 +175,7 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGTERM/SIGINT, or the handle): stops accepting, lets accepted
+    /// Serves until stopped (see `stop_on_signals`, or the handle): stops accepting, lets accepted
     /// requests finish (each is answered after its commit), flushes the Kafka producer, then
     /// stops the actors.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

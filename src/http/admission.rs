@@ -3,11 +3,19 @@
 //! database connection or a place in a commit, so that under overload the excess is refused
 //! quickly and the accepted requests keep a latency bounded by the limit over the throughput
 //! (Little's law) instead of queueing without end. The probes and `/metrics` are never shed.
+//!
+//! Draining: after SIGTERM the engine keeps serving for `SHUTDOWN_DRAIN_MS` while
+//! `/health/ready` says 503 and every answer closes its connection (`Connection: close`), so
+//! that load balancers stop sending and clients leave their kept-alive connections, before it
+//! stops accepting connections (a request sent on an idle kept-alive connection just as the
+//! server closes it is lost on the wire, unanswered).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 
@@ -49,6 +57,20 @@ impl InFlight {
 
 pub struct Slot<'a>(&'a InFlight);
 
+/// Set once a stop was requested: the engine is draining.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.current.fetch_sub(1, Ordering::AcqRel);
@@ -62,16 +84,24 @@ pub async fn admit(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     };
-    if NEVER_SHED.contains(&req.path()) {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
-    }
-    match state.in_flight.try_acquire() {
-        Some(_slot) => next.call(req).await.map(ServiceResponse::map_into_left_body),
-        None => {
-            let response = ApiError::Overloaded(OverloadReason::InFlight).error_response();
-            Ok(req.into_response(response).map_into_right_body())
+    let mut response = if NEVER_SHED.contains(&req.path()) {
+        next.call(req).await?.map_into_left_body()
+    } else {
+        match state.in_flight.try_acquire() {
+            Some(_slot) => next.call(req).await?.map_into_left_body(),
+            None => {
+                let response = ApiError::Overloaded(OverloadReason::InFlight).error_response();
+                req.into_response(response).map_into_right_body()
+            }
         }
+    };
+    if state.draining.is_draining() {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
     }
+    Ok(response)
 }
 
 #[cfg(test)]

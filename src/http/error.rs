@@ -70,6 +70,8 @@ pub enum ApiError {
         "the request did not complete in time; retry with the same Idempotency-Key to learn its outcome"
     )]
     Timeout,
+    #[error("the engine is shutting down; send requests to another instance")]
+    ShuttingDown,
     #[error("this route needs `Authorization: Bearer <token>` with a valid service token")]
     Unauthorized,
     #[error("internal error")]
@@ -123,6 +125,7 @@ impl ApiError {
             E::DatabaseUnavailable => ("database_unavailable", "Database unavailable"),
             E::WriteConflict => ("write_conflict", "Write conflict"),
             E::Timeout => ("timeout", "Timeout"),
+            E::ShuttingDown => ("shutting_down", "Shutting down"),
             E::Unauthorized => ("unauthorized", "Unauthorized"),
             E::Internal => ("internal_error", "Internal error"),
         }
@@ -135,6 +138,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable => Some("database_unavailable"),
             ApiError::WriteConflict => Some("write_conflict"),
             ApiError::Timeout => Some("request_timeout"),
+            ApiError::ShuttingDown => Some("shutting_down"),
             _ => None,
         }
     }
@@ -189,7 +193,11 @@ impl ResponseError for ApiError {
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             E::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             E::Rule(_) | E::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            E::Overloaded(_) | E::DatabaseUnavailable | E::WriteConflict | E::Timeout => {
+            E::Overloaded(_)
+            | E::DatabaseUnavailable
+            | E::WriteConflict
+            | E::Timeout
+            | E::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             E::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -38,6 +38,7 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub api_tokens: crate::config::ApiTokens,
     pub in_flight: admission::InFlight,
+    pub draining: admission::Draining,
 }
 
 impl AppState {
