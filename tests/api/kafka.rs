@@ -558,9 +558,18 @@ impl Drop for TansuBroker {
 // The payment-engine binary
 // ---------------------------------------------------------------------------------------------
 
+/// The engine binary: `ENGINE_BIN` when set (scripts/faults runs the drills against the release
+/// build, as deployed), else the one cargo built for these tests.
+pub fn engine_bin() -> String {
+    std::env::var("ENGINE_BIN")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_payment-engine").to_string())
+}
+
 /// The binary with a clean environment: only `DATABASE_URL` and what the caller adds.
 pub fn engine_command(db: &TestDatabase) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_payment-engine"));
+    let mut command = Command::new(engine_bin());
     command.env_clear();
     for keep in ["PATH", "HOME", "TMPDIR", "RUST_LOG"] {
         if let Some(value) = std::env::var_os(keep) {
@@ -671,6 +680,41 @@ impl EngineProcess {
         }
     }
 
+    /// The process id, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM: the graceful stop.
+    pub fn terminate(&self) {
+        let pid = self.pid().expect("the engine is not running");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its status, if it did.
+    pub async fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The resident set of the process in bytes (from /proc), while it runs.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_of(self.pid()?)
+    }
+
     /// How the process ended, if it did (a signal included: killed by someone else?).
     pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -722,6 +766,13 @@ impl EngineProcess {
         )
         .await
     }
+}
+
+/// The resident set of process `pid` in bytes (from /proc), if it runs.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
 /// An error and its sources, `: `-separated.

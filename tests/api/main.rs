@@ -6,6 +6,7 @@ mod kafka;
 
 mod auth;
 mod concurrency;
+mod drills;
 mod durability;
 mod errors;
 mod events;

@@ -1,0 +1,268 @@
+//! Fault drills (issue 6): each drill runs the real engine binary under concurrent load against
+//! the real MariaDB and a real broker, injects a fault (SIGKILL, the database cut off, the broker
+//! killed, 3× overload, SIGTERM), and then checks the books: every acknowledged request is in the
+//! database, every balance equals its ledger, versions have no gaps, no order is paid twice, and
+//! every committed payment's event reached the broker.
+//!
+//! `DRILL_SCALE=full` runs the long form (`scripts/faults`); the default is the short form the
+//! suite runs in CI. With `DRILL_REPORT=FILE`, each drill appends its row of the report (one JSON
+//! line) to FILE, which `scripts/faults` prints as a table.
+
+mod broker;
+mod crash;
+mod database;
+pub mod load;
+mod overload;
+pub mod proxy;
+mod shutdown;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use serde_json::json;
+
+use crate::helpers::{
+    LedgerEntry, TestDatabase, all_buyers, assert_buyer_invariants, ledger, order_row,
+    payments_for_order, scalar,
+};
+use crate::kafka::{EngineProcess, TopicReader};
+use load::{Ack, Outcome};
+
+/// Short (CI, the default) or full (`DRILL_SCALE=full`).
+pub fn full_scale() -> bool {
+    std::env::var("DRILL_SCALE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("full"))
+}
+
+/// `short` in the short form, `full` in the long one.
+pub fn scaled<T>(short: T, full: T) -> T {
+    if full_scale() { full } else { short }
+}
+
+/// What a drill found; the drill asserts the zeros after writing its row.
+#[derive(Debug, Default, Clone)]
+pub struct Books {
+    /// Money movements acknowledged with a 200 (orders created are checked but not counted).
+    pub acknowledged: usize,
+    /// Acknowledged requests (orders included) not found in the database as answered.
+    pub lost: Vec<String>,
+    /// Buyers whose books break an invariant (balance vs ledger, versions, orders paid once).
+    pub mismatched_buyers: Vec<i64>,
+}
+
+/// Checks every acknowledgement of `outcome` against the database, and every buyer's books.
+pub fn check_books(db: &TestDatabase, outcome: &Outcome) -> Books {
+    let mut conn = db.connect();
+    let mut ledgers: HashMap<i64, HashMap<i64, LedgerEntry>> = HashMap::new();
+    let mut entry = |conn: &mut MysqlConnection, buyer: i64, version: i64| {
+        ledgers
+            .entry(buyer)
+            .or_insert_with(|| {
+                ledger(conn, buyer)
+                    .into_iter()
+                    .map(|e| (e.version, e))
+                    .collect()
+            })
+            .get(&version)
+            .cloned()
+    };
+    let mut books = Books {
+        acknowledged: outcome.money_acks(),
+        ..Books::default()
+    };
+    for ack in &outcome.acks {
+        let found = match ack {
+            Ack::Charge {
+                buyer,
+                amount,
+                balance,
+                version,
+            } => entry(&mut conn, *buyer, *version).is_some_and(|e| {
+                e.kind == "CHARGE" && e.amount == *amount && e.balance_after == *balance
+            }),
+            Ack::Order {
+                buyer,
+                order,
+                total,
+            } => order_row(&mut conn, *order)
+                .is_some_and(|o| o.buyer_id == *buyer && o.total_price == *total),
+            Ack::Payment {
+                buyer,
+                order,
+                payment,
+                balance,
+                version,
+            } => {
+                let in_ledger = entry(&mut conn, *buyer, *version).is_some_and(|e| {
+                    e.kind == "PAYMENT"
+                        && e.payment_id == Some(*payment)
+                        && e.order_id == Some(*order)
+                        && e.balance_after == *balance
+                });
+                let rows = payments_for_order(&mut conn, *order);
+                let paid = order_row(&mut conn, *order).is_some_and(|o| o.status == "PAID");
+                in_ledger && paid && rows.len() == 1 && rows[0].id == *payment
+            }
+        };
+        if !found {
+            books.lost.push(format!("{ack:?}"));
+        }
+    }
+    for buyer in all_buyers(&mut conn) {
+        let checked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            assert_buyer_invariants(&mut conn, buyer)
+        }));
+        if checked.is_err() {
+            books.mismatched_buyers.push(buyer);
+        }
+    }
+    let paid_twice = scalar(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM (SELECT order_id FROM payments GROUP BY order_id \
+         HAVING COUNT(*) > 1) t",
+    );
+    if paid_twice > 0 {
+        books.mismatched_buyers.push(-paid_twice);
+    }
+    books
+}
+
+#[derive(QueryableByName)]
+struct EventId {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+}
+
+/// Payment events that did not reach `topic`: waits up to `timeout` for the outbox to hold one
+/// PUBLISHED event per payment row and for the topic to carry every one of them; returns how
+/// many are missing (0 when all arrived), and how long that took.
+pub async fn events_lost(
+    db: &TestDatabase,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> (usize, Duration) {
+    let start = std::time::Instant::now();
+    let mut conn = db.connect();
+    let payments = scalar(&mut conn, "SELECT COUNT(*) AS n FROM payments") as usize;
+    let mut reader = TopicReader::open_within(brokers, topic, timeout).await;
+    let committed: HashSet<String> = diesel::sql_query(
+        "SELECT event_id FROM outbox_events WHERE event_type = 'payment.completed'",
+    )
+    .load::<EventId>(&mut conn)
+    .expect("reading the outbox")
+    .into_iter()
+    .map(|row| row.event_id)
+    .collect();
+    let left = timeout.saturating_sub(start.elapsed());
+    reader.read_until_distinct(committed.len(), left).await;
+    let read = reader.distinct_ids();
+    let missing = committed.difference(&read).count();
+    let without_event = payments.saturating_sub(committed.len());
+    (missing + without_event, start.elapsed())
+}
+
+/// Waits until no outbox event is left unpublished; returns how long that took, or `None` when
+/// `timeout` passed first.
+pub async fn outbox_drained(db: &TestDatabase, timeout: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let mut conn = db.connect();
+    loop {
+        if outbox_backlog(&mut conn) == 0 {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Outbox events not yet published.
+pub fn outbox_backlog(conn: &mut MysqlConnection) -> i64 {
+    scalar(
+        conn,
+        "SELECT COUNT(*) AS n FROM outbox_events WHERE status <> 'PUBLISHED'",
+    )
+}
+
+/// Gives each buyer `points` through `engine` so that the load's payments are covered.
+pub async fn fund(engine: &EngineProcess, buyers: &[i64], points: i64) {
+    for &buyer in buyers {
+        engine.charge(buyer, points).await.ok();
+    }
+}
+
+/// Buyers `first..first + n`.
+pub fn buyers(first: i64, n: i64) -> Vec<i64> {
+    (first..first + n).collect()
+}
+
+/// One row of the report.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub drill: &'static str,
+    pub load: String,
+    pub faults: String,
+    pub books: Books,
+    pub events_lost: Option<usize>,
+    pub recovery: String,
+    pub notes: String,
+}
+
+impl Row {
+    /// Prints the row, appends it to `DRILL_REPORT` when set, then asserts the zeros.
+    #[track_caller]
+    pub fn report_and_assert(self) {
+        let line = json!({
+            "drill": self.drill,
+            "load": self.load,
+            "faults": self.faults,
+            "acknowledged": self.books.acknowledged,
+            "lost": self.books.lost.len(),
+            "mismatches": self.books.mismatched_buyers.len(),
+            "eventsLost": self.events_lost,
+            "recovery": self.recovery,
+            "notes": self.notes,
+            "scale": scaled("short", "full"),
+        });
+        eprintln!("drill report: {line}");
+        if let Ok(path) = std::env::var("DRILL_REPORT") {
+            if !path.trim().is_empty() {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .unwrap_or_else(|e| panic!("opening DRILL_REPORT {path}: {e}"));
+                writeln!(file, "{line}").expect("writing the drill report");
+            }
+        }
+        assert!(
+            self.books.lost.is_empty(),
+            "{}: {} acknowledged requests are not in the database, e.g. {:?}",
+            self.drill,
+            self.books.lost.len(),
+            &self.books.lost[..self.books.lost.len().min(5)]
+        );
+        assert!(
+            self.books.mismatched_buyers.is_empty(),
+            "{}: books broken for buyers {:?} (negative: orders paid twice)",
+            self.drill,
+            self.books.mismatched_buyers
+        );
+        assert_eq!(self.events_lost.unwrap_or(0), 0, "{}: events lost", self.drill);
+    }
+}
+
+/// `1.23 s`
+pub fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// `120 ms`
+pub fn millis(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
