@@ -269,12 +269,7 @@ pub struct Settings {
     /// connections: `/health/ready` answers 503 and every answer closes its connection meanwhile,
     /// so load balancers and clients move away. Match the load balancer's deregistration delay.
     /// A second signal ends the drain at once.
-    #[arg(
-        long,
-        env = "SHUTDOWN_DRAIN_MS",
-        global = true,
-        default_value_t = 2000
-    )]
+    #[arg(long, env = "SHUTDOWN_DRAIN_MS", global = true, default_value_t = 2000)]
     pub shutdown_drain_ms: u64,
 
     /// After the drain, how long accepted requests get to finish.

@@ -82,7 +82,10 @@ pub async fn admit(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     };
     let mut response = if NEVER_SHED.contains(&req.path()) {
         next.call(req).await?.map_into_left_body()
@@ -113,10 +116,15 @@ mod tests {
         let in_flight = InFlight::new(2);
         let a = in_flight.try_acquire().expect("first slot");
         let b = in_flight.try_acquire().expect("second slot");
-        assert!(in_flight.try_acquire().is_none(), "a third slot over the limit");
+        assert!(
+            in_flight.try_acquire().is_none(),
+            "a third slot over the limit"
+        );
         assert_eq!(in_flight.current(), 2, "a refused request holds no slot");
         drop(a);
-        let c = in_flight.try_acquire().expect("a slot freed by a finished request");
+        let c = in_flight
+            .try_acquire()
+            .expect("a slot freed by a finished request");
         drop((b, c));
         assert_eq!(in_flight.current(), 0);
     }

@@ -197,9 +197,7 @@ impl ResponseError for ApiError {
             | E::DatabaseUnavailable
             | E::WriteConflict
             | E::Timeout
-            | E::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -19,9 +19,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use super::{
-    Row, buyers, check_books, fund, millis, outbox_backlog, outbox_drained, scaled, secs,
-};
+use super::{Row, buyers, check_books, fund, millis, outbox_backlog, outbox_drained, scaled, secs};
 use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, TansuBroker, TopicReader};
 

@@ -66,11 +66,7 @@ async fn drill_1_sigkill_under_load_loses_nothing_acknowledged() {
             outcome.statuses(),
             outcome.error_examples
         );
-        let failures: usize = outcome
-            .samples
-            .iter()
-            .filter(|s| s.status >= 500)
-            .count();
+        let failures: usize = outcome.samples.iter().filter(|s| s.status >= 500).count();
         assert_eq!(
             failures,
             0,

@@ -34,12 +34,24 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
     let brokers = shared_brokers();
     let topic = drill_topic();
     let mut env = engine_env(&brokers, &topic);
-    let through_proxy = db.url().replace(&database_address(), &format!("127.0.0.1:{}", proxy.port));
-    assert_ne!(through_proxy, db.url(), "the database URL must go through the proxy");
+    let through_proxy = db
+        .url()
+        .replace(&database_address(), &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(
+        through_proxy,
+        db.url(),
+        "the database URL must go through the proxy"
+    );
     env.extend([
         ("DATABASE_URL", through_proxy),
-        ("REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT.as_millis().to_string()),
-        ("DB_CHECKOUT_TIMEOUT_MS", CHECKOUT_TIMEOUT.as_millis().to_string()),
+        (
+            "REQUEST_TIMEOUT_MS",
+            REQUEST_TIMEOUT.as_millis().to_string(),
+        ),
+        (
+            "DB_CHECKOUT_TIMEOUT_MS",
+            CHECKOUT_TIMEOUT.as_millis().to_string(),
+        ),
     ]);
     let engine = EngineProcess::serve(&db, &env).await;
     let spec = LoadSpec {
@@ -69,8 +81,7 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
     let cut = Instant::now();
     let mut not_ready_after = None;
     while cut.elapsed() < OUTAGE {
-        if not_ready_after.is_none()
-            && ready(ready_client.clone(), ready_url.clone()).await == 503
+        if not_ready_after.is_none() && ready(ready_client.clone(), ready_url.clone()).await == 503
         {
             not_ready_after = Some(cut.elapsed());
         }
@@ -114,7 +125,9 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
     let mut wrong: Vec<String> = during
         .iter()
         .filter(|s| {
-            !(s.status == 200 || s.status == 201 || s.status == 503 && s.retry_after && s.problem_json)
+            !(s.status == 200
+                || s.status == 201
+                || s.status == 503 && s.retry_after && s.problem_json)
                 || s.latency > bound
         })
         .map(|s| format!("{s:?}"))
@@ -126,7 +139,9 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
     );
     let mut refused: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for sample in during.iter().filter(|s| s.status == 503) {
-        *refused.entry(sample.code.as_deref().unwrap_or("?")).or_default() += 1;
+        *refused
+            .entry(sample.code.as_deref().unwrap_or("?"))
+            .or_default() += 1;
     }
     let not_ready_after = not_ready_after.expect("/health/ready never said not ready");
     assert!(
@@ -147,9 +162,15 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
         "recovery took {first_write:?} (writes), {ready_after:?} (ready)"
     );
     let after: Vec<_> = outcome
-        .between(restore_at + first_write + Duration::from_secs(1), outcome.duration)
+        .between(
+            restore_at + first_write + Duration::from_secs(1),
+            outcome.duration,
+        )
         .collect();
-    let failing_after = after.iter().filter(|s| s.status >= 500 || s.status == 0).count();
+    let failing_after = after
+        .iter()
+        .filter(|s| s.status >= 500 || s.status == 0)
+        .count();
     assert_eq!(
         failing_after,
         0,

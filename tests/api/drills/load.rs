@@ -159,7 +159,11 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         if spec.follow_readiness {
-            let (http, url, stop) = (http.clone(), format!("{base}/health/ready"), Arc::clone(&stop));
+            let (http, url, stop) = (
+                http.clone(),
+                format!("{base}/health/ready"),
+                Arc::clone(&stop),
+            );
             actix_web::rt::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let ready = http.get(&url).send().await.map(|r| r.status().as_u16());
@@ -346,9 +350,10 @@ impl Client {
                     refused: error.is_connect(),
                 });
                 if self.outcome.error_examples.len() < 3 {
-                    self.outcome
-                        .error_examples
-                        .push(format!("POST {path}: {}", crate::kafka::error_chain(&error)));
+                    self.outcome.error_examples.push(format!(
+                        "POST {path}: {}",
+                        crate::kafka::error_chain(&error)
+                    ));
                 }
                 None
             }

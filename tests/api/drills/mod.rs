@@ -253,7 +253,12 @@ impl Row {
             self.drill,
             self.books.mismatched_buyers
         );
-        assert_eq!(self.events_lost.unwrap_or(0), 0, "{}: events lost", self.drill);
+        assert_eq!(
+            self.events_lost.unwrap_or(0),
+            0,
+            "{}: events lost",
+            self.drill
+        );
     }
 }
 

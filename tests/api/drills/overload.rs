@@ -37,10 +37,15 @@ async fn k6(engine: &EngineProcess, env: &[(&str, String)]) -> Value {
         command.args(["-e", &format!("{name}={value}")]);
     }
     command.arg(repo_path("loadtests/overload.js"));
-    let output = actix_web::rt::task::spawn_blocking(move || run(command, Duration::from_secs(300)))
-        .await
-        .expect("the k6 task panicked");
-    assert!(output.status.success(), "k6 failed:\n{}", output_text(&output));
+    let output =
+        actix_web::rt::task::spawn_blocking(move || run(command, Duration::from_secs(300)))
+            .await
+            .expect("the k6 task panicked");
+    assert!(
+        output.status.success(),
+        "k6 failed:\n{}",
+        output_text(&output)
+    );
     let text = std::fs::read_to_string(&summary)
         .unwrap_or_else(|e| panic!("no k6 summary ({e}):\n{}", output_text(&output)));
     serde_json::from_str(&text).expect("the k6 summary is JSON")
@@ -57,7 +62,10 @@ async fn drill_4_three_times_capacity_sheds_the_excess_quickly_and_recovers() {
     let db = TestDatabase::new();
     let engine = EngineProcess::serve(
         &db,
-        &[("REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT.as_millis().to_string())],
+        &[(
+            "REQUEST_TIMEOUT_MS",
+            REQUEST_TIMEOUT.as_millis().to_string(),
+        )],
     )
     .await;
     let duration = scaled(Duration::from_secs(5), Duration::from_secs(30));
@@ -69,7 +77,8 @@ async fn drill_4_three_times_capacity_sheds_the_excess_quickly_and_recovers() {
         &[("MODE", "capacity".into()), ("DURATION", seconds.clone())],
     )
     .await;
-    let capacity = number(&capacity_run, "ackedCharges") / number(&capacity_run, "durationMs") * 1e3;
+    let capacity =
+        number(&capacity_run, "ackedCharges") / number(&capacity_run, "durationMs") * 1e3;
     assert!(capacity > 0.0, "no charge acknowledged: {capacity_run}");
     let baseline_rss = engine.rss_bytes().unwrap_or(0);
 
@@ -78,8 +87,11 @@ async fn drill_4_three_times_capacity_sheds_the_excess_quickly_and_recovers() {
     let rss_peak = Arc::new(AtomicU64::new(baseline_rss));
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
-        let (rss_peak, sampling, pid) =
-            (Arc::clone(&rss_peak), Arc::clone(&sampling), engine.pid().unwrap());
+        let (rss_peak, sampling, pid) = (
+            Arc::clone(&rss_peak),
+            Arc::clone(&sampling),
+            engine.pid().unwrap(),
+        );
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
                 if let Some(rss) = rss_of(pid) {

@@ -119,7 +119,11 @@ async fn drill_5_sigterm_under_load_answers_every_accepted_request_and_flushes_e
         );
         eprintln!(
             "round {round} ({}): exited {exited_after:?} after SIGTERM; answers {:?}",
-            if behind_balancer { "behind a balancer" } else { "ignoring readiness" },
+            if behind_balancer {
+                "behind a balancer"
+            } else {
+                "ignoring readiness"
+            },
             outcome.statuses()
         );
         exits.push(exited_after);
@@ -135,7 +139,10 @@ async fn drill_5_sigterm_under_load_answers_every_accepted_request_and_flushes_e
         faults: format!("{rounds} SIGTERMs"),
         books,
         events_lost: Some(lost),
-        recovery: format!("exited {} after SIGTERM (max)", millis(exits[exits.len() - 1])),
+        recovery: format!(
+            "exited {} after SIGTERM (max)",
+            millis(exits[exits.len() - 1])
+        ),
         notes: format!(
             "behind a balancer no request failed; clients ignoring readiness lost {naive_resets:?} \
              connections at the instant the listener closed; outbox empty at exit; drain {}, \
