@@ -137,12 +137,14 @@ fn request_seconds() -> Histogram {
 }
 
 /// The rejection reasons (503s) the dashboards chart: created at start-up.
-pub const REJECTION_REASONS: [&str; 5] = [
+pub const REJECTION_REASONS: [&str; 7] = [
+    "in_flight_limit",
     "buyer_mailbox_full",
     "commit_queue_full",
     "database_unavailable",
     "write_conflict",
     "request_timeout",
+    "shutting_down",
 ];
 
 /// The metrics of one actor kind. Cheap to clone (every field is an `Arc` inside).

@@ -336,3 +336,59 @@ async fn a_full_commit_queue_answers_503_overloaded_and_moves_nothing_for_those(
     );
     assert_all_invariants(&mut app.db_conn());
 }
+
+#[actix_web::test]
+async fn beyond_max_in_flight_requests_the_excess_answers_503_at_once_and_probes_still_answer() {
+    let app = spawn_app_with(|s| s.max_in_flight_requests = 2).await;
+    app.charge_ok(1, 10).await; // the buyer's balance row exists, so the lock blocks its writes
+    let lock = crate::helpers::BalanceLock::acquire(&app.db, 1);
+
+    // Two writes of buyer 1 block on the lock (one committing, one queued behind it): both
+    // in-flight slots are taken, and the next request is shed.
+    let blocked = futures::future::join(app.charge(1, 1), app.charge(1, 2));
+    let probe = async {
+        lock.wait_for_a_waiter().await;
+        let start = std::time::Instant::now();
+        let mut shed = app.charge(2, 5).await;
+        while shed.status() != 503 && start.elapsed() < std::time::Duration::from_secs(5) {
+            // The second blocked write may not have reached the engine yet.
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+            shed = app.charge(2, 5).await;
+        }
+        let quick = std::time::Instant::now();
+        let again = app.charge(3, 5).await;
+        let took = quick.elapsed();
+        let live = app.get("/health/live").await.status();
+        let metrics = app.get("/metrics").await.status();
+        lock.release();
+        (shed, again, took, live, metrics)
+    };
+    let ((first, second), (shed, again, took, live, metrics)) =
+        futures::future::join(blocked, probe).await;
+
+    let body = shed.expect_problem(503, "overloaded");
+    assert!(
+        shed.header("retry-after").is_some(),
+        "503 without Retry-After"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("in_flight_limit"),
+        "{body}"
+    );
+    again.expect_problem(503, "overloaded");
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "shedding must not wait: {took:?}"
+    );
+    assert_eq!(
+        (live, metrics),
+        (200, 200),
+        "probes and /metrics are never shed"
+    );
+    first.ok();
+    second.ok();
+    // The slots came back: the next request is served.
+    app.charge_ok(3, 5).await;
+    assert_eq!(app.balance_of(1).await, (13, 3));
+    assert_all_invariants(&mut app.db_conn());
+}
