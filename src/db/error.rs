@@ -12,6 +12,14 @@ pub enum DbError {
     /// Something the engine did wrong (a bug): bad SQL, a row that does not deserialize.
     #[error("database query failed unexpectedly")]
     Internal(#[source] diesel::result::Error),
+    /// The database was found unreachable moments ago: failing fast until the next probe (see
+    /// `Db::run`).
+    #[error("the database is unreachable (failing fast until the next probe)")]
+    Down,
+    /// A concurrent attempt at the same work failed just now (see `IdAllocator`): rather than
+    /// queue another attempt, this one fails as that one did.
+    #[error("the database failed a concurrent attempt just now")]
+    FailedConcurrently,
     /// The blocking task running the query was lost (panicked or cancelled).
     #[error("database task failed")]
     TaskFailed,

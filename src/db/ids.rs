@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Db, DbError, queries};
 
@@ -12,6 +13,8 @@ pub struct IdAllocator {
     db: Db,
     current: Mutex<Range<i64>>,
     refill: tokio::sync::Mutex<()>,
+    /// Failed refills so far: a task that waited for a refill which failed fails too.
+    failed_refills: AtomicU64,
 }
 
 impl IdAllocator {
@@ -22,25 +25,37 @@ impl IdAllocator {
             db,
             current: Mutex::new(0..0),
             refill: tokio::sync::Mutex::new(()),
+            failed_refills: AtomicU64::new(0),
         }
     }
 
     /// The next id, reserving a new block when the current one is used up.
+    ///
+    /// One task refills; the others wait for it and then take from the new block. When that
+    /// refill fails (the database is down), the tasks that waited for it fail at once too:
+    /// retrying one after another behind the lock, each for a whole checkout timeout, kept
+    /// order requests waiting many times their timeout during a database outage.
     pub async fn next(&self) -> Result<i64, DbError> {
         loop {
             if let Some(id) = self.take() {
                 return Ok(id);
             }
-            // One task refills; the others wait for it and then take from the new block.
+            let failures_before = self.failed_refills.load(Ordering::Acquire);
             let _refilling = self.refill.lock().await;
             if self.has_ids() {
                 continue;
+            }
+            if self.failed_refills.load(Ordering::Acquire) != failures_before {
+                return Err(DbError::FailedConcurrently);
             }
             let (sequence, block_size) = (self.sequence, self.block_size);
             let block = self
                 .db
                 .run(move |conn| queries::reserve_id_block(conn, sequence, block_size))
-                .await?;
+                .await
+                .inspect_err(|_| {
+                    self.failed_refills.fetch_add(1, Ordering::AcqRel);
+                })?;
             *self
                 .current
                 .lock()

@@ -1,4 +1,6 @@
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use diesel::connection::SimpleConnection;
@@ -111,15 +113,85 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How long requests fail fast after the database was found unreachable, before one of them
+/// probes it again.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
 /// The pool plus a way to run blocking Diesel code off the async executor threads.
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
+    breaker: Arc<Breaker>,
+}
+
+/// Fails fast while the database is unreachable. Without it every request of an outage waited
+/// a whole checkout timeout, and a buyer's queued commands one after another, up to the request
+/// timeout. When a checkout times out while the pool holds fewer connections than its size
+/// (r2d2 could not open one in all that time: not saturation, the database is away), the
+/// breaker opens: requests answer at once (`DbError::Down`, a 503) and every [`PROBE_EVERY`] one
+/// request, alone, tries the database; its success closes the breaker.
+#[derive(Debug)]
+struct Breaker {
+    epoch: Instant,
+    /// Until when (ms since `epoch`) requests fail fast; 0 when closed.
+    open_until_ms: AtomicU64,
+    /// How long a probe may take (the checkout timeout): meanwhile the others still fail fast.
+    probe_for: Duration,
+}
+
+impl Breaker {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether this request may use the database: the breaker is closed, or it was open and
+    /// this request claimed the next probe.
+    fn admit(&self) -> bool {
+        let open_until = self.open_until_ms.load(Ordering::Acquire);
+        if open_until == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        now >= open_until
+            && self
+                .open_until_ms
+                .compare_exchange(
+                    open_until,
+                    now + self.probe_for.as_millis() as u64 + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    fn open(&self) {
+        if self.open_until_ms.load(Ordering::Acquire) == 0 {
+            tracing::warn!(
+                "the database is unreachable: failing fast, probing every {PROBE_EVERY:?}"
+            );
+        }
+        let until = self.now_ms() + PROBE_EVERY.as_millis() as u64 + 1;
+        self.open_until_ms.store(until, Ordering::Release);
+    }
+
+    fn close(&self) {
+        if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!("the database answers again");
+        }
+    }
 }
 
 impl Db {
     pub fn new(pool: DbPool) -> Self {
-        Db { pool }
+        let probe_for = pool.connection_timeout();
+        Db {
+            pool,
+            breaker: Arc::new(Breaker {
+                epoch: Instant::now(),
+                open_until_ms: AtomicU64::new(0),
+                probe_for,
+            }),
+        }
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -132,11 +204,23 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut MysqlConnection) -> Result<T, diesel::result::Error> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        if !self.breaker.admit() {
+            return Err(DbError::Down);
+        }
+        let (pool, breaker) = (self.pool.clone(), Arc::clone(&self.breaker));
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pool.get().map_err(DbError::Unavailable)?;
+            let mut conn = match pool.get() {
+                Ok(conn) => conn,
+                Err(error) => {
+                    if pool.state().connections < pool.max_size() {
+                        breaker.open();
+                    }
+                    return Err(DbError::Unavailable(error));
+                }
+            };
+            breaker.close();
             f(&mut conn).map_err(DbError::from)
         })
         .await
@@ -147,6 +231,32 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_breaker_fails_fast_and_lets_one_probe_through_per_interval() {
+        let breaker = Breaker {
+            epoch: Instant::now(),
+            open_until_ms: AtomicU64::new(0),
+            probe_for: Duration::from_secs(60),
+        };
+        assert!(
+            breaker.admit() && breaker.admit(),
+            "closed: everyone passes"
+        );
+        breaker.open();
+        assert!(!breaker.admit(), "open: requests fail fast");
+        std::thread::sleep(PROBE_EVERY + Duration::from_millis(20));
+        assert!(breaker.admit(), "after the interval one request probes");
+        assert!(
+            !breaker.admit(),
+            "while it probes the others still fail fast"
+        );
+        breaker.close();
+        assert!(
+            breaker.admit() && breaker.admit(),
+            "a successful probe closes it"
+        );
+    }
 
     #[test]
     fn database_urls_are_split_and_redacted() {

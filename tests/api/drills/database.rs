@@ -137,6 +137,12 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
         wrong.is_empty(),
         "during the outage every answer must be a quick 503 with Retry-After: {wrong:?}"
     );
+    let shed: Vec<_> = during.iter().filter(|s| s.status == 503).copied().collect();
+    let shed_p50 = quantile(shed.iter().copied(), 0.5);
+    assert!(
+        shed_p50 < Duration::from_millis(100),
+        "with the database known down, requests must fail fast: median 503 took {shed_p50:?}"
+    );
     let mut refused: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for sample in during.iter().filter(|s| s.status == 503) {
         *refused
@@ -193,7 +199,8 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
             millis(ready_after)
         ),
         notes: format!(
-            "during the outage 503s {refused:?}, p99 {} (bound {}); not ready after {}",
+            "during the outage 503s {refused:?}, p50 {}, p99 {} (bound {}); not ready after {}",
+            millis(shed_p50),
             millis(quantile(during.iter().copied(), 0.99)),
             millis(bound),
             millis(not_ready_after)
