@@ -6,6 +6,11 @@
 -- Environment:
 --   MODE=charge   POST /points/{buyer}?point=N, buyer FIRST_BUYER..FIRST_BUYER+BUYERS-1
 --                 (1..7), N random 1..1000; each answer must be 200 with that `amount`
+--   MODE=pay      the realistic payment flow: POST /orders for a random buyer of the set
+--                 (totalPrice 1..PRICE_MAX, 10) answered 201, then, as the next request of the
+--                 same wrk thread, POST /orders/payment/kafka of that order answered 200 with
+--                 its receipt. Each payment is two requests; the demo buyers' 1,000,000 points
+--                 each fund the run.
 --   MODE=health   GET /health/live; each answer must be 200
 --   SUMMARY_FILE  where done() writes the JSON summary loadtests/run checks against the database
 --   SUMMARY_NAME  the scenario's name in it
@@ -14,6 +19,7 @@
 local MODE = os.getenv("MODE") or "charge"
 local BUYERS = tonumber(os.getenv("BUYERS") or "7")
 local FIRST_BUYER = tonumber(os.getenv("FIRST_BUYER") or "1")
+local PRICE_MAX = tonumber(os.getenv("PRICE_MAX") or "10")
 
 local threads = {}
 local id = 0
@@ -28,6 +34,8 @@ end
 -- Requests on one connection are sequential, but a thread serves many connections, so an answer
 -- is matched to its amount through the answer's own `amount` instead of a request queue.
 ok, bad, points = 0, 0, 0
+-- MODE=pay: orders created (201) and not yet paid, a FIFO of {buyer, order}; payments (200).
+created, payments, queue, head, tail = 0, 0, {}, 1, 0
 
 function init(args)
   math.randomseed(os.time() * 1000 + id)
@@ -37,18 +45,63 @@ function init(args)
   else
     wrk.method = "POST"
   end
+  wrk.headers["Content-Type"] = MODE == "pay" and "application/json" or nil
+end
+
+local function random_buyer()
+  return FIRST_BUYER + math.random(0, BUYERS - 1)
 end
 
 function request()
   if MODE == "health" then
     return wrk.format()
   end
-  local buyer = FIRST_BUYER + math.random(0, BUYERS - 1)
-  local amount = math.random(1, 1000)
-  return wrk.format(nil, "/points/" .. buyer .. "?point=" .. amount)
+  if MODE == "pay" then
+    if head <= tail then
+      local order = queue[head]
+      queue[head] = nil
+      head = head + 1
+      return wrk.format(nil, "/orders/payment/kafka", nil,
+        string.format('{"buyerId":%d,"orderId":%d}', order[1], order[2]))
+    end
+    return wrk.format(nil, "/orders", nil,
+      string.format('{"buyerId":%d,"totalPrice":%d}', random_buyer(), math.random(1, PRICE_MAX)))
+  end
+  return wrk.format(nil, "/points/" .. random_buyer() .. "?point=" .. math.random(1, 1000))
+end
+
+-- MODE=pay: a 201 queues its order for payment; a 200 must be a receipt.
+local function paid_or_created(status, body)
+  if status == 201 then
+    local order = tonumber(string.match(body, '"orderId"%s*:%s*(%d+)'))
+    local buyer = tonumber(string.match(body, '"buyerId"%s*:%s*(%d+)'))
+    if not (order and buyer and string.find(body, '"PENDING"', 1, true)) then
+      return false
+    end
+    created = created + 1
+    tail = tail + 1
+    queue[tail] = { buyer, order }
+    return true
+  end
+  local amount = tonumber(string.match(body, '"amount"%s*:%s*(%d+)'))
+  if status ~= 200 or not string.find(body, '"paymentId"', 1, true) or not amount
+    or amount < 1 or amount > PRICE_MAX then
+    return false
+  end
+  payments = payments + 1
+  points = points + amount
+  return true
 end
 
 function response(status, headers, body)
+  if MODE == "pay" then
+    if body and paid_or_created(status, body) then
+      ok = ok + 1
+    else
+      bad = bad + 1
+    end
+    return
+  end
   if status ~= 200 then
     bad = bad + 1
     return
@@ -67,11 +120,13 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local good, wrong, charged = 0, 0, 0
+  local good, wrong, moved, orders, paid = 0, 0, 0, 0, 0
   for _, thread in ipairs(threads) do
     good = good + thread:get("ok")
     wrong = wrong + thread:get("bad")
-    charged = charged + thread:get("points")
+    moved = moved + thread:get("points")
+    orders = orders + thread:get("created")
+    paid = paid + thread:get("payments")
   end
   local e = summary.errors
   local socket_errors = e.connect + e.read + e.write + e.timeout
@@ -84,15 +139,17 @@ function done(summary, latency, requests)
   "latencyMs":{"avg":%.3f,"med":%.3f,"p95":%.3f,"p99":%.3f,"max":%.3f},
   "errors":%d,"checks":{"passed":%d,"failed":%d},"droppedIterations":0,
   "socketErrors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},
-  "accepted":{"charges":%d,"chargePoints":%d,"payments":0,"paymentPoints":0,"ordersCreated":0},
-  "acceptedPerSec":{"charges":%.3f,"payments":0},
+  "accepted":{"charges":%d,"chargePoints":%d,"payments":%d,"paymentPoints":%d,"ordersCreated":%d},
+  "acceptedPerSec":{"charges":%.3f,"payments":%.3f},
+  "priceMax":%d,
   "buyers":{},"balancesMatchAccepted":true,"consistencyErrors":0,"thresholdsFailed":[%s],"ok":%s}}
 ]],
     os.getenv("SUMMARY_NAME") or MODE, seconds, summary.requests, summary.requests / seconds,
     ms(latency.mean), ms(latency:percentile(50)), ms(latency:percentile(95)),
     ms(latency:percentile(99)), ms(latency.max),
     errors, good, wrong, e.connect, e.read, e.write, e.timeout,
-    charges, MODE == "charge" and charged or 0, charges / seconds,
+    charges, MODE == "charge" and moved or 0, paid, MODE == "pay" and moved or 0, orders,
+    charges / seconds, paid / seconds, PRICE_MAX,
     errors > 0 and '"every answer 200 (and the amount asked, for charges)"' or "",
     errors > 0 and "false" or "true")
   local file = os.getenv("SUMMARY_FILE")
