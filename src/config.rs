@@ -265,6 +265,14 @@ pub struct Settings {
     )]
     pub client_request_timeout_ms: u64,
 
+    /// How long an idle keep-alive connection stays open (0: close after each answer). Keep it
+    /// longer than the idle timeout of the clients and load balancers that pool connections to
+    /// the engine: a server that closes an idle connection first races the client's next request
+    /// on it, which then fails without an answer (actix's default of 5 s did, under k6). 75 s
+    /// is nginx's default and outlasts the common 60 s of load balancers.
+    #[arg(long, env = "KEEP_ALIVE_S", global = true, default_value_t = 75)]
+    pub keep_alive_s: u64,
+
     /// On SIGTERM (or SIGINT), how long the engine keeps serving before it stops accepting
     /// connections: `/health/ready` answers 503 and every answer closes its connection meanwhile,
     /// so load balancers and clients move away. Match the load balancer's deregistration delay.
@@ -321,6 +329,13 @@ impl Settings {
 
     pub fn client_request_timeout(&self) -> Duration {
         Duration::from_millis(self.client_request_timeout_ms)
+    }
+
+    pub fn keep_alive(&self) -> actix_web::http::KeepAlive {
+        match self.keep_alive_s {
+            0 => actix_web::http::KeepAlive::Disabled,
+            seconds => Duration::from_secs(seconds).into(),
+        }
     }
 
     pub fn buyer_idle_timeout(&self) -> Duration {

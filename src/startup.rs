@@ -121,6 +121,7 @@ impl Application {
         .workers(settings.http_workers())
         // Slow clients (slowloris) are cut off; actix's defaults, stated where they are decided.
         .client_request_timeout(client_request_timeout)
+        .keep_alive(settings.keep_alive())
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .shutdown_timeout(settings.shutdown_timeout_s)
         // Signals are handled by `stop_on_signals`, which drains first.
