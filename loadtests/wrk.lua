@@ -141,7 +141,7 @@ function done(summary, latency, requests)
   "socketErrors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},
   "accepted":{"charges":%d,"chargePoints":%d,"payments":%d,"paymentPoints":%d,"ordersCreated":%d},
   "acceptedPerSec":{"charges":%.3f,"payments":%.3f},
-  "priceMax":%d,
+  "maxAmount":%d,
   "buyers":{},"balancesMatchAccepted":true,"consistencyErrors":0,"thresholdsFailed":[%s],"ok":%s}}
 ]],
     os.getenv("SUMMARY_NAME") or MODE, seconds, summary.requests, summary.requests / seconds,
@@ -149,7 +149,7 @@ function done(summary, latency, requests)
     ms(latency:percentile(99)), ms(latency.max),
     errors, good, wrong, e.connect, e.read, e.write, e.timeout,
     charges, MODE == "charge" and moved or 0, paid, MODE == "pay" and moved or 0, orders,
-    charges / seconds, paid / seconds, PRICE_MAX,
+    charges / seconds, paid / seconds, MODE == "pay" and PRICE_MAX or 1000,
     errors > 0 and '"every answer 200 (and the amount asked, for charges)"' or "",
     errors > 0 and "false" or "true")
   local file = os.getenv("SUMMARY_FILE")
