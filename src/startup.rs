@@ -119,9 +119,10 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .workers(settings.http_workers())
+        // Idle connections outlive the balancer's, so the client side closes them first.
+        .keep_alive(settings.keep_alive())
         // Slow clients (slowloris) are cut off; actix's defaults, stated where they are decided.
         .client_request_timeout(client_request_timeout)
-        .keep_alive(settings.keep_alive())
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .shutdown_timeout(settings.shutdown_timeout_s)
         // Signals are handled by `stop_on_signals`, which drains first.
