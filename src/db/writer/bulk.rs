@@ -13,6 +13,7 @@ use diesel::query_builder::SqlQuery;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Datetime};
 
+use super::tx;
 use super::{
     BalanceChange, WriteCommand, WriteOp, WriteResult, balance_groups, insert_committed_rows,
     insert_new_orders, is_contiguous_chain, is_refusal,
@@ -55,7 +56,7 @@ pub(super) fn try_commit(
     if !groups.iter().all(|group| is_contiguous_chain(ops, group)) {
         return Ok(false);
     }
-    let outcome = conn.transaction::<(), Failure, _>(|conn| {
+    let outcome = tx::transaction::<(), Failure>(conn, |conn| {
         insert_new_orders(conn, ops)?;
         insert_idempotency_records(conn, ops, now)?;
         mark_orders_paid(conn, ops)?;
