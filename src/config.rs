@@ -136,7 +136,8 @@ pub struct Settings {
     #[arg(long, env = "HTTP_WORKERS", global = true, default_value_t = 0)]
     pub http_workers: usize,
 
-    /// Threads running buyer actors (0: one per core).
+    /// Threads dedicated to buyer actors (0: none; each buyer's actor lives on the HTTP worker
+    /// thread that first serves it).
     #[arg(long, env = "ACTOR_THREADS", global = true, default_value_t = 0)]
     pub actor_threads: usize,
 
@@ -346,8 +347,9 @@ impl Settings {
         Duration::from_secs(self.idempotency_ttl_s)
     }
 
+    /// Dedicated buyer-actor threads; 0: none, actors live on the HTTP workers.
     pub fn actor_threads(&self) -> usize {
-        or_cores(self.actor_threads)
+        self.actor_threads
     }
 
     pub fn http_workers(&self) -> usize {

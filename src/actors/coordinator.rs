@@ -1,8 +1,13 @@
 //! The PaymentCoordinator: every write goes through it and commits in group-commit batches.
 //!
 //! While one batch commits on a blocking thread, the next gathers in `pending`; when the commit
-//! returns, each request is answered and the next batch (at most `batch_max_ops`) starts at once.
-//! One batch is in flight at a time, so the writes of one buyer commit in submission order.
+//! returns, each write's [`Completion`] runs and the next batch (at most `batch_max_ops`) starts
+//! at once. One batch is in flight at a time, so the writes of one buyer commit in submission
+//! order.
+//!
+//! A completion runs on the coordinator's thread: the buyer actor's answers a committed write's
+//! HTTP request from here, so the request's task is woken once, by the commit, not by a relay
+//! through the actor's thread.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,7 +15,6 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
-use tokio::sync::oneshot;
 
 use super::mailbox::{Handling, Mailbox, Permit};
 use super::publisher::{OutboundEvent, PublisherHandle};
@@ -20,6 +24,10 @@ use crate::metrics::{Metrics, Outcome};
 
 /// The answer to one submitted write.
 pub type CommitReply = Result<WriteResult, CommitError>;
+
+/// What to do with a write's result, on the coordinator's thread once its batch has committed
+/// (or failed). It must be quick: it delays the next batch.
+pub type Completion = Box<dyn FnOnce(CommitReply) + Send>;
 
 /// Why a whole batch failed: nothing of it committed, or (COMMIT itself failed) the outcome is
 /// unknown. Either way the requests get a retryable error.
@@ -38,7 +46,7 @@ pub struct QueueFull;
 
 struct Submit {
     op: WriteOp,
-    reply: oneshot::Sender<CommitReply>,
+    completion: Completion,
     // Held until the answer is sent: the queue bound covers writes waiting and committing.
     permit: Permit,
 }
@@ -55,16 +63,21 @@ pub struct CoordinatorHandle {
 }
 
 impl CoordinatorHandle {
-    /// Queues `op`; the receiver yields its result after the batch's commit.
-    pub fn submit(&self, op: WriteOp) -> Result<oneshot::Receiver<CommitReply>, QueueFull> {
-        let permit = self.mailbox.try_reserve().ok_or(QueueFull)?;
-        let (reply, receiver) = oneshot::channel();
+    /// A place in the commit queue, or `QueueFull`.
+    pub fn reserve(&self) -> Result<Permit, QueueFull> {
+        self.mailbox.try_reserve().ok_or(QueueFull)
+    }
+
+    /// Queues `op` in the place `permit` holds; `completion` gets its result after the batch's
+    /// commit. If the coordinator is gone, `completion` is dropped uncalled.
+    pub fn submit(&self, permit: Permit, op: WriteOp, completion: Completion) {
         // The actix mailbox is sized to our capacity, so try_send only fails if the coordinator
         // is gone; the permit (dropped with the message) keeps the count right either way.
-        self.addr
-            .try_send(Submit { op, reply, permit })
-            .map_err(|_| QueueFull)?;
-        Ok(receiver)
+        let _ = self.addr.try_send(Submit {
+            op,
+            completion,
+            permit,
+        });
     }
 
     pub fn mailbox(&self) -> &Arc<Mailbox> {
@@ -79,7 +92,7 @@ pub struct PaymentCoordinator {
     batch_max_ops: usize,
     capacity: usize,
     pending: VecDeque<Submit>,
-    committing: bool,
+    commit_scheduled: bool,
 }
 
 impl PaymentCoordinator {
@@ -103,70 +116,78 @@ impl PaymentCoordinator {
                 batch_max_ops: batch_max_ops.max(1),
                 capacity,
                 pending: VecDeque::new(),
-                committing: false,
+                commit_scheduled: false,
             }
         });
         CoordinatorHandle { addr, mailbox }
     }
 
-    fn start_next_batch(&mut self, ctx: &mut Context<Self>) {
-        if self.committing || self.pending.is_empty() {
+    /// Commits what is pending once the mailbox has been drained: actix handles every queued
+    /// message before it polls spawned work, so all the writes that arrived during the last
+    /// commit join the next one.
+    fn schedule_commit(&mut self, ctx: &mut Context<Self>) {
+        if self.commit_scheduled || self.pending.is_empty() {
             return;
         }
+        self.commit_scheduled = true;
+        ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, ctx| {
+            act.commit_scheduled = false;
+            act.commit_next_batch();
+            act.schedule_commit(ctx);
+        }));
+    }
+
+    /// Commits up to `batch_max_ops` pending writes on this thread, blocking it: the
+    /// coordinator has nothing else to do meanwhile, and writes arriving during the commit wait
+    /// in the mailbox without waking it (a commit on another thread would have this thread
+    /// woken for every one of them, then again for the result).
+    fn commit_next_batch(&mut self) {
         let size = self.pending.len().min(self.batch_max_ops);
+        if size == 0 {
+            return;
+        }
         let (ops, waiters): (Vec<_>, Vec<_>) = self
             .pending
             .drain(..size)
             .map(|submit| {
                 let handling = submit.permit.start();
-                (submit.op, (submit.reply, submit.permit, handling))
+                (submit.op, (submit.completion, submit.permit, handling))
             })
             .unzip();
-        self.committing = true;
-        let db = self.db.clone();
         let started_at = Instant::now();
-        let commit = async move {
-            db.run(move |conn| {
-                let results = commit_batch(conn, &ops, Utc::now().naive_utc())?;
-                Ok((ops, results))
-            })
-            .await
-        };
-        ctx.spawn(commit.into_actor(self).map(move |outcome, act, ctx| {
-            act.metrics
-                .commits
-                .commit(waiters.len(), started_at.elapsed(), outcome.is_ok());
-            let outcome = outcome.map(|(ops, results)| {
-                // Committed events go to the publisher right away; the outbox holds them
-                // until it confirms delivery.
-                let events = ops
-                    .into_iter()
-                    .zip(&results)
-                    .filter(|(_, result)| **result == WriteResult::Committed)
-                    .filter_map(|(op, _)| op.event.map(OutboundEvent::from))
-                    .collect();
-                act.publisher.hand_off(events);
-                results
-            });
-            deliver(waiters, outcome);
-            act.committing = false;
-            act.start_next_batch(ctx);
-        }));
+        let outcome = self
+            .db
+            .run_here(|conn| commit_batch(conn, &ops, Utc::now().naive_utc()));
+        self.metrics
+            .commits
+            .commit(waiters.len(), started_at.elapsed(), outcome.is_ok());
+        if let Ok(results) = &outcome {
+            // Committed events go to the publisher right away; the outbox holds them until it
+            // confirms delivery.
+            let events = ops
+                .into_iter()
+                .zip(results)
+                .filter(|(_, result)| **result == WriteResult::Committed)
+                .filter_map(|(op, _)| op.event.map(OutboundEvent::from))
+                .collect();
+            self.publisher.hand_off(events);
+        }
+        deliver(waiters, outcome);
     }
 }
 
-type Waiter = (oneshot::Sender<CommitReply>, Permit, Handling);
+type Waiter = (Completion, Permit, Handling);
 
 fn deliver(waiters: Vec<Waiter>, outcome: Result<Vec<WriteResult>, DbError>) {
     match outcome {
         Ok(results) => {
-            for ((reply, _permit, handling), result) in waiters.into_iter().zip(results) {
+            for ((complete, _permit, handling), result) in waiters.into_iter().zip(results) {
                 handling.finish(if result == WriteResult::Committed {
                     Outcome::Ok
                 } else {
                     Outcome::Refused
                 });
-                let _ = reply.send(Ok(result));
+                complete(Ok(result));
             }
         }
         Err(error) => {
@@ -177,9 +198,9 @@ fn deliver(waiters: Vec<Waiter>, outcome: Result<Vec<WriteResult>, DbError>) {
                 tracing::error!(error = ?error, batch_ops = waiters.len(), "batch commit failed unexpectedly");
                 CommitError::Internal
             };
-            for (reply, _permit, handling) in waiters {
+            for (complete, _permit, handling) in waiters {
                 handling.finish(Outcome::Failed);
-                let _ = reply.send(Err(reply_error));
+                complete(Err(reply_error));
             }
         }
     }
@@ -202,6 +223,6 @@ impl Handler<Submit> for PaymentCoordinator {
 
     fn handle(&mut self, submit: Submit, ctx: &mut Context<Self>) {
         self.pending.push_back(submit);
-        self.start_next_batch(ctx);
+        self.schedule_commit(ctx);
     }
 }

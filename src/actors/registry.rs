@@ -14,9 +14,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use dashmap::DashMap;
 
-use super::buyer::{BuyerActor, BuyerCommand, Command, Ticket};
+use tokio::sync::oneshot;
+
+use super::buyer::{BuyerActor, BuyerCommand, Command};
 use super::coordinator::CoordinatorHandle;
-use super::errors::{BuyerError, OverloadReason};
+use super::errors::{BuyerError, OverloadReason, Receipt};
 use super::mailbox::Mailbox;
 use crate::db::Db;
 use crate::domain::{BuyerId, IdempotencyKey, Points};
@@ -53,7 +55,7 @@ impl BuyerRegistry {
     pub fn new(deps: BuyerDeps, threads: usize, mailbox_capacity: usize) -> Self {
         BuyerRegistry {
             deps: Arc::new(deps),
-            arbiters: (0..threads.max(1)).map(|_| Arbiter::new()).collect(),
+            arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             mailbox_capacity,
             restarts: AtomicU64::new(0),
         }
@@ -81,13 +83,14 @@ impl BuyerRegistry {
         (self.deps.actors.len(), deepest)
     }
 
-    /// Hands `command` to the buyer's actor; the ticket resolves once it is durable (or failed).
+    /// Hands `command` to the buyer's actor and waits for its answer: a refusal at once, an
+    /// accepted write's receipt once it is durable.
     pub async fn dispatch(
         &self,
         buyer: BuyerId,
         command: Command,
         idempotency_key: Option<IdempotencyKey>,
-    ) -> Result<Ticket, BuyerError> {
+    ) -> Result<Receipt, BuyerError> {
         // A command reaching an actor that just passivated (or died) is sent once more to a new
         // one, but only if handling never started, so nothing runs twice.
         for _ in 0..3 {
@@ -97,14 +100,24 @@ impl BuyerRegistry {
                 .try_reserve()
                 .ok_or(BuyerError::Overloaded(OverloadReason::BuyerMailbox))?;
             let started = Arc::new(AtomicBool::new(false));
+            let (reply, answer) = oneshot::channel();
             let message = BuyerCommand {
                 command: command.clone(),
                 idempotency_key: idempotency_key.clone(),
                 permit,
                 started: Arc::clone(&started),
+                reply,
             };
-            match handle.addr.send(message).await {
+            // No response envelope: the actor (or, for a committed write, the coordinator)
+            // answers through `reply`, so this task is woken once, with the answer.
+            if handle.addr.try_send(message).is_err() {
+                // The mailbox is closed (our permit keeps actix's own bound from biting).
+                self.forget(buyer, &handle);
+                continue;
+            }
+            match answer.await {
                 Ok(result) => return result,
+                // The actor stopped with the command still queued: it never ran.
                 Err(_) if !started.load(Ordering::Acquire) => self.forget(buyer, &handle),
                 Err(_) => {
                     tracing::error!(buyer_id = %buyer, "buyer actor died while handling a command");
@@ -143,13 +156,22 @@ impl BuyerRegistry {
     }
 
     fn spawn(&self, buyer: BuyerId) -> BuyerHandle {
-        let thread = (buyer.get().unsigned_abs() % self.arbiters.len() as u64) as usize;
+        // With no actor threads of its own, a buyer's actor lives on the thread that first
+        // serves it (an HTTP worker): that request, and every later one arriving there, reaches
+        // it without waking another thread.
+        let arbiter = match self.arbiters.len() {
+            0 => Arbiter::current(),
+            threads => {
+                let thread = (buyer.get().unsigned_abs() % threads as u64) as usize;
+                self.arbiters[thread].handle()
+            }
+        };
         let mailbox = Mailbox::new(self.mailbox_capacity, Arc::clone(&self.deps.metrics.buyer));
         self.deps.metrics.buyers.started.inc();
         let deps = Arc::clone(&self.deps);
         let actor_mailbox = Arc::clone(&mailbox);
         let capacity = self.mailbox_capacity;
-        let addr = BuyerActor::start_in_arbiter(&self.arbiters[thread].handle(), move |ctx| {
+        let addr = BuyerActor::start_in_arbiter(&arbiter, move |ctx| {
             // Our Mailbox bounds the queue; actix's bound must not make senders wait first.
             ctx.set_mailbox_capacity(capacity + 1);
             BuyerActor::new(buyer, deps, actor_mailbox)

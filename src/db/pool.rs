@@ -207,24 +207,43 @@ impl Db {
         if !self.breaker.admit() {
             return Err(DbError::Down);
         }
-        let (pool, breaker) = (self.pool.clone(), Arc::clone(&self.breaker));
+        let db = self.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = match pool.get() {
-                Ok(conn) => conn,
-                Err(error) => {
-                    if pool.state().connections < pool.max_size() {
-                        breaker.open();
-                    }
-                    return Err(DbError::Unavailable(error));
-                }
-            };
-            breaker.close();
-            f(&mut conn).map_err(DbError::from)
+            db.checked_out(f)
         })
         .await
         .map_err(|_| DbError::TaskFailed)?
+    }
+
+    /// Runs `f` with a pooled connection on this thread, blocking it: only for a thread that
+    /// has nothing else to do meanwhile (the coordinator's).
+    pub fn run_here<T>(
+        &self,
+        f: impl FnOnce(&mut MysqlConnection) -> Result<T, diesel::result::Error>,
+    ) -> Result<T, DbError> {
+        if !self.breaker.admit() {
+            return Err(DbError::Down);
+        }
+        self.checked_out(f)
+    }
+
+    fn checked_out<T>(
+        &self,
+        f: impl FnOnce(&mut MysqlConnection) -> Result<T, diesel::result::Error>,
+    ) -> Result<T, DbError> {
+        let mut conn = match self.pool.get() {
+            Ok(conn) => conn,
+            Err(error) => {
+                if self.pool.state().connections < self.pool.max_size() {
+                    self.breaker.open();
+                }
+                return Err(DbError::Unavailable(error));
+            }
+        };
+        self.breaker.close();
+        f(&mut conn).map_err(DbError::from)
     }
 }
 

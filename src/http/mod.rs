@@ -49,10 +49,7 @@ impl AppState {
         command: Command,
         key: Option<IdempotencyKey>,
     ) -> Result<Receipt, ApiError> {
-        let outcome = async {
-            let ticket = self.registry.dispatch(buyer, command, key).await?;
-            ticket.await
-        };
+        let outcome = self.registry.dispatch(buyer, command, key);
         match tokio::time::timeout(self.request_timeout, outcome).await {
             Ok(outcome) => outcome.map_err(ApiError::from),
             Err(_elapsed) => Err(ApiError::Timeout),

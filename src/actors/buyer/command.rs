@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use actix::prelude::*;
-use futures::future::BoxFuture;
+use tokio::sync::oneshot;
 
 use crate::actors::errors::{BuyerError, Receipt};
 use crate::actors::mailbox::Permit;
@@ -40,8 +40,9 @@ impl Command {
     }
 }
 
-/// The outcome of an accepted command, ready once its write has committed (or failed).
-pub type Ticket = BoxFuture<'static, Result<Receipt, BuyerError>>;
+/// Where a command's answer goes: the HTTP request waiting for it. A refusal is sent by the
+/// actor at once; an accepted write's answer once it has committed (or failed).
+pub type Reply = oneshot::Sender<Result<Receipt, BuyerError>>;
 
 /// A command in a buyer's mailbox.
 pub struct BuyerCommand {
@@ -50,8 +51,9 @@ pub struct BuyerCommand {
     pub permit: Permit,
     /// Set when handling starts: a command that never started may be resent to a new actor.
     pub started: Arc<AtomicBool>,
+    pub reply: Reply,
 }
 
 impl Message for BuyerCommand {
-    type Result = Result<Ticket, BuyerError>;
+    type Result = ();
 }

@@ -19,13 +19,15 @@ use tokio::sync::oneshot;
 
 mod command;
 mod orders;
+mod settle;
 
-pub use command::{BuyerCommand, Command, Ticket};
+pub use command::{BuyerCommand, Command, Reply};
 use orders::{KnownOrder, Lookup, OrderBook};
+use settle::{Follow, Settled};
 
 use super::coordinator::{CommitError, CommitReply};
 use super::errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
-use super::mailbox::Handling;
+use super::mailbox::{Handling, Permit};
 use super::registry::BuyerDeps;
 use crate::db::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
 use crate::db::queries;
@@ -131,12 +133,15 @@ impl BuyerActor {
         }
     }
 
+    /// Decides `command`. `Ok`: the request is answered (now, or once its write has committed;
+    /// `reply` has been taken). `Err`: refused, and `reply` is still there.
     fn execute(
         &mut self,
         command: Command,
         key: Option<IdempotencyKey>,
+        reply: &mut Option<Reply>,
         ctx: &mut Context<Self>,
-    ) -> Result<Ticket, BuyerError> {
+    ) -> Result<(), BuyerError> {
         if self.state.is_none() {
             // A write failed while this command's data was loading.
             return Err(BuyerError::WriteConflict);
@@ -159,19 +164,22 @@ impl BuyerActor {
                     return Err(BuyerError::IdempotencyKeyMismatch);
                 }
                 let replay = Receipt::Replayed(answer.clone());
-                return Ok(Box::pin(futures::future::ready(Ok(replay))));
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Ok(replay));
+                }
+                return Ok(());
             }
         }
         match command {
-            Command::Charge { amount } => self.charge(amount, keyed, ctx),
+            Command::Charge { amount } => self.charge(amount, keyed, reply, ctx),
             Command::Pay {
                 order_id,
                 payment_id,
-            } => self.pay(order_id, payment_id, keyed, ctx),
+            } => self.pay(order_id, payment_id, keyed, reply, ctx),
             Command::CreateOrder {
                 order_id,
                 total_price,
-            } => self.create_order(order_id, total_price, ctx),
+            } => self.create_order(order_id, total_price, reply, ctx),
         }
     }
 
@@ -179,8 +187,9 @@ impl BuyerActor {
         &mut self,
         amount: Points,
         keyed: Option<(String, String)>,
+        reply: &mut Option<Reply>,
         ctx: &mut Context<Self>,
-    ) -> Result<Ticket, BuyerError> {
+    ) -> Result<(), BuyerError> {
         let state = self.state.as_ref().ok_or(BuyerError::WriteConflict)?;
         let movement = state.balance.charge(amount, self.deps.max_balance)?;
         let now = now_micros();
@@ -199,15 +208,19 @@ impl BuyerActor {
                 .emit_charge_events
                 .then(|| events::points_charged(&receipt, now)),
         };
-        let reply = self.submit(op)?;
+        let place = self.reserve()?;
         self.advance(&movement);
-        Ok(self.track(
+        let tracked = Tracked::Balance;
+        self.submit(
             ctx,
-            reply,
+            place,
+            op,
             keyed,
-            Tracked::Balance,
+            tracked,
             Receipt::Charged(receipt),
-        ))
+            reply,
+        );
+        Ok(())
     }
 
     fn pay(
@@ -215,21 +228,27 @@ impl BuyerActor {
         order_id: OrderId,
         payment_id: PaymentId,
         keyed: Option<(String, String)>,
+        reply: &mut Option<Reply>,
         ctx: &mut Context<Self>,
-    ) -> Result<Ticket, BuyerError> {
+    ) -> Result<(), BuyerError> {
         let price = match self.orders.lookup(order_id) {
             Lookup::Known(KnownOrder::Payable(price)) => price,
             Lookup::Known(KnownOrder::Paid) => return Err(BuyerError::OrderAlreadyPaid),
             Lookup::Known(KnownOrder::NotOurs) => return Err(BuyerError::OrderNotFound),
             // Another payment of this order is committing: its outcome decides this answer.
             Lookup::Paying(first) => {
-                return Ok(Box::pin(async move {
-                    Err(if first.await {
+                let reply = reply.take();
+                actix::spawn(async move {
+                    let answer = Err(if first.await {
                         BuyerError::OrderAlreadyPaid
                     } else {
                         BuyerError::WriteConflict
-                    })
-                }));
+                    });
+                    if let Some(reply) = reply {
+                        let _ = reply.send(answer);
+                    }
+                });
+                return Ok(());
             }
             Lookup::Unknown => return Err(BuyerError::WriteConflict),
         };
@@ -263,7 +282,7 @@ impl BuyerActor {
             idempotency: self.idempotency_row(&keyed, &receipt, now),
             event: Some(events::payment_completed(&receipt)),
         };
-        let reply = self.submit(op)?;
+        let place = self.reserve()?;
         self.advance(&movement);
         let (done, outcome) = oneshot::channel();
         let outcome = async move { outcome.await.unwrap_or(false) }
@@ -272,15 +291,25 @@ impl BuyerActor {
         self.orders.known.remove(&order_id);
         self.orders.paying.insert(order_id, outcome);
         let tracked = Tracked::Payment { order_id, done };
-        Ok(self.track(ctx, reply, keyed, tracked, Receipt::Paid(receipt)))
+        self.submit(
+            ctx,
+            place,
+            op,
+            keyed,
+            tracked,
+            Receipt::Paid(receipt),
+            reply,
+        );
+        Ok(())
     }
 
     fn create_order(
         &mut self,
         order_id: OrderId,
         total_price: Points,
+        reply: &mut Option<Reply>,
         ctx: &mut Context<Self>,
-    ) -> Result<Ticket, BuyerError> {
+    ) -> Result<(), BuyerError> {
         let now = now_micros();
         let view = OrderView {
             order_id,
@@ -303,13 +332,15 @@ impl BuyerActor {
             idempotency: None,
             event: None,
         };
-        let reply = self.submit(op)?;
+        let place = self.reserve()?;
         self.orders.creating.insert(order_id, total_price);
         let tracked = Tracked::OrderCreation {
             order_id,
             total_price,
         };
-        Ok(self.track(ctx, reply, None, tracked, Receipt::OrderCreated(view)))
+        let receipt = Receipt::OrderCreated(view);
+        self.submit(ctx, place, op, None, tracked, receipt, reply);
+        Ok(())
     }
 
     fn balance_change(
@@ -356,10 +387,11 @@ impl BuyerActor {
         })
     }
 
-    fn submit(&self, op: WriteOp) -> Result<oneshot::Receiver<CommitReply>, BuyerError> {
+    /// A place in the commit queue, taken before the state advances.
+    fn reserve(&self) -> Result<Permit, BuyerError> {
         self.deps
             .coordinator
-            .submit(op)
+            .reserve()
             .map_err(|_| BuyerError::Overloaded(OverloadReason::CommitQueue))
     }
 
@@ -373,35 +405,34 @@ impl BuyerActor {
         }
     }
 
-    /// Follows a submitted write: when its result arrives the actor updates what it knows, then
-    /// the caller gets its answer.
-    fn track(
+    /// Sends the write to the coordinator and follows it: once it has committed the request
+    /// gets `receipt` and the actor learns the result ([`Settled`]).
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
         &mut self,
         ctx: &mut Context<Self>,
-        reply: oneshot::Receiver<CommitReply>,
+        place: Permit,
+        op: WriteOp,
         keyed: Option<(String, String)>,
         tracked: Tracked,
         receipt: Receipt,
-    ) -> Ticket {
+        reply: &mut Option<Reply>,
+    ) {
         self.inflight += 1;
         if let Some((key, fingerprint)) = &keyed {
             self.keys_in_flight.insert(key.clone(), fingerprint.clone());
         }
-        let generation = self.generation;
-        let (answer, ticket) = oneshot::channel();
-        ctx.spawn(
-            actix::fut::wrap_future(reply).map(move |reply, act: &mut Self, _ctx| {
-                let reply = reply.unwrap_or(Err(CommitError::Internal));
-                let key = keyed.clone();
-                let outcome = act.settle(generation, reply, keyed, tracked);
-                if let (Ok(None), Some((key, fingerprint))) = (&outcome, key) {
-                    act.remember_key(key, fingerprint, &receipt);
-                }
-                let _ =
-                    answer.send(outcome.map(|replay| replay.map_or(receipt, Receipt::Replayed)));
-            }),
-        );
-        Box::pin(async move { ticket.await.unwrap_or(Err(BuyerError::Internal)) })
+        let follow = Follow {
+            actor: ctx.address(),
+            generation: self.generation,
+            keyed,
+            tracked: Some(tracked),
+            receipt: Some(receipt),
+            reply: reply.take(),
+        };
+        self.deps
+            .coordinator
+            .submit(place, op, Box::new(move |result| follow.run(result)));
     }
 
     /// Applies a write's result to the actor's knowledge; `Ok(Some(..))` is a replayed answer.
@@ -509,7 +540,7 @@ impl Actor for BuyerActor {
 }
 
 impl Handler<BuyerCommand> for BuyerActor {
-    type Result = AtomicResponse<Self, Result<Ticket, BuyerError>>;
+    type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, message: BuyerCommand, ctx: &mut Context<Self>) -> Self::Result {
         let BuyerCommand {
@@ -517,6 +548,7 @@ impl Handler<BuyerCommand> for BuyerActor {
             idempotency_key,
             permit,
             started,
+            reply,
         } = message;
         started.store(true, Ordering::Release);
         let handling = permit.start();
@@ -535,25 +567,73 @@ impl Handler<BuyerCommand> for BuyerActor {
         // trip): with nothing in flight, the database is the truth.
         let load_state = self.state.is_none() || (load_order.is_some() && self.inflight == 0);
         if !load_state && load_order.is_none() {
-            let decided = self.execute(command.clone(), idempotency_key.clone(), ctx);
+            let mut reply = Some(reply);
+            let decided = self.execute(command.clone(), idempotency_key.clone(), &mut reply, ctx);
             // A money rule refused on cached state; another engine on the same database may
             // have changed the buyer since. With none of our writes in flight, the database is
             // the truth: check once more against it before refusing.
             if matches!(decided, Err(BuyerError::Rule(_))) && self.inflight == 0 {
-                return self.load_then_execute(command, idempotency_key, true, None, handling);
+                if let Some(reply) = reply.take() {
+                    let load = Load {
+                        state: true,
+                        order: None,
+                    };
+                    return self.load_then_execute(command, idempotency_key, load, reply, handling);
+                }
             }
-            handling.finish(outcome_of(&decided));
-            return AtomicResponse::new(Box::pin(actix::fut::ready(decided)));
+            reply_with(reply, decided, handling);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
-        self.load_then_execute(command, idempotency_key, load_state, load_order, handling)
+        let load = Load {
+            state: load_state,
+            order: load_order,
+        };
+        self.load_then_execute(command, idempotency_key, load, reply, handling)
+    }
+}
+
+impl Handler<Settled> for BuyerActor {
+    type Result = ();
+
+    fn handle(&mut self, settled: Settled, _ctx: &mut Context<Self>) {
+        let Settled {
+            generation,
+            keyed,
+            tracked,
+            result,
+            receipt,
+            reply,
+        } = settled;
+        let key = keyed.clone();
+        let outcome = self.settle(generation, result, keyed, tracked);
+        if let (Ok(None), Some((key, fingerprint)), Some(receipt)) = (&outcome, key, &receipt) {
+            self.remember_key(key, fingerprint, receipt);
+        }
+        if let Some(reply) = reply {
+            let answer = match outcome {
+                Ok(Some(replay)) => Ok(Receipt::Replayed(replay)),
+                Ok(None) => receipt.ok_or(BuyerError::Internal),
+                Err(error) => Err(error),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Records how handling ended and, for a refusal, answers the request (an accepted command's
+/// answer is on its way: `reply` was taken).
+fn reply_with(reply: Option<Reply>, decided: Result<(), BuyerError>, handling: Handling) {
+    handling.finish(outcome_of(&decided));
+    if let (Err(error), Some(reply)) = (decided, reply) {
+        let _ = reply.send(Err(error));
     }
 }
 
 /// How a command's handling ended, for the actor metrics: accepted (its write is on its way),
 /// refused by a rule of the buyer's own making, or failed.
-fn outcome_of(decided: &Result<Ticket, BuyerError>) -> Outcome {
+fn outcome_of(decided: &Result<(), BuyerError>) -> Outcome {
     match decided {
-        Ok(_) => Outcome::Ok,
+        Ok(()) => Outcome::Ok,
         Err(
             BuyerError::Rule(_)
             | BuyerError::OrderNotFound
@@ -565,6 +645,12 @@ fn outcome_of(decided: &Result<Ticket, BuyerError>) -> Outcome {
     }
 }
 
+/// What a command needs read from the database before it can be decided.
+struct Load {
+    state: bool,
+    order: Option<OrderId>,
+}
+
 impl BuyerActor {
     /// Loads the buyer's balance and/or an order, then executes the command. The reads block
     /// this buyer's mailbox (AtomicResponse) so later commands see their result.
@@ -572,12 +658,16 @@ impl BuyerActor {
         &mut self,
         command: Command,
         idempotency_key: Option<IdempotencyKey>,
-        load_state: bool,
-        load_order: Option<OrderId>,
+        load: Load,
+        reply: Reply,
         handling: Handling,
-    ) -> AtomicResponse<Self, Result<Ticket, BuyerError>> {
+    ) -> AtomicResponse<Self, ()> {
         let buyer = self.buyer;
         let db = self.deps.db.clone();
+        let Load {
+            state: load_state,
+            order: load_order,
+        } = load;
         let load = async move {
             db.run(move |conn| {
                 let balance = if load_state {
@@ -595,6 +685,7 @@ impl BuyerActor {
         };
         AtomicResponse::new(Box::pin(load.into_actor(self).map(
             move |loaded, act, ctx| {
+                let mut reply = Some(reply);
                 let decided = match loaded {
                     Ok((balance, order)) => {
                         if let Some(row) = balance {
@@ -603,12 +694,11 @@ impl BuyerActor {
                         if let Some((order_id, row)) = order {
                             act.orders.remember_row(act.buyer, order_id, row);
                         }
-                        act.execute(command, idempotency_key, ctx)
+                        act.execute(command, idempotency_key, &mut reply, ctx)
                     }
                     Err(error) => Err(BuyerError::from_db(error)),
                 };
-                handling.finish(outcome_of(&decided));
-                decided
+                reply_with(reply, decided, handling);
             },
         )))
     }
