@@ -1,6 +1,6 @@
 // Realistic payments: each iteration creates an order for the VU's buyer and pays it, with no
 // think time (the ceiling). Every order must answer 201 and every payment 200. Throughput of
-// payments is `accepted` payments/s in the summary (counter `accepted_payments`).
+// payments is `accepted` payments/s in the summary (counters `payments_bN`, `accepted_payments`).
 // VUS (100) clients for DURATION (20s, scaled by SCALE); VU n is buyer FIRST_BUYER + (n-1) % BUYERS
 // (BUYERS defaults to VUS), each funded with 10,000,000 points in setup.
 //   k6 run -e VUS=100 -e DURATION=20s loadtests/payment-realistic.js
