@@ -5,13 +5,58 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
-use diesel::r2d2::{self, ConnectionManager, CustomizeConnection};
+use diesel::r2d2::{self, ConnectionManager, CustomizeConnection, ManageConnection};
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::DbError;
 
-pub type DbPool = r2d2::Pool<ConnectionManager<MysqlConnection>>;
+pub type DbPool = r2d2::Pool<Manager>;
+
+/// How long after a connection last served a request without error it is handed out again
+/// without a check.
+const PROVEN_FOR: Duration = Duration::from_secs(1);
+
+/// A pooled connection, and when it last answered.
+pub struct PooledMysql {
+    conn: MysqlConnection,
+    proven_at: Instant,
+}
+
+/// Diesel's connection manager, except that a connection is checked (`SELECT 1`, a round trip)
+/// at checkout only if it has not answered for [`PROVEN_FOR`]. Under load every connection is
+/// busy all the time, and the check was one of the five round trips of each group commit. After
+/// a database restart a connection that answered in the last second fails one statement (its
+/// request gets a retryable 503) and is checked, and replaced, at its next checkout.
+#[derive(Debug)]
+pub struct Manager {
+    inner: ConnectionManager<MysqlConnection>,
+}
+
+impl ManageConnection for Manager {
+    type Connection = PooledMysql;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<PooledMysql, r2d2::Error> {
+        Ok(PooledMysql {
+            conn: self.inner.connect()?,
+            proven_at: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, pooled: &mut PooledMysql) -> Result<(), r2d2::Error> {
+        if pooled.proven_at.elapsed() < PROVEN_FOR {
+            return Ok(());
+        }
+        self.inner.is_valid(&mut pooled.conn)?;
+        pooled.proven_at = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, pooled: &mut PooledMysql) -> bool {
+        self.inner.has_broken(&mut pooled.conn)
+    }
+}
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -30,8 +75,9 @@ struct SessionSetup {
     lock_wait_timeout_s: u32,
 }
 
-impl CustomizeConnection<MysqlConnection, r2d2::Error> for SessionSetup {
-    fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), r2d2::Error> {
+impl CustomizeConnection<PooledMysql, r2d2::Error> for SessionSetup {
+    fn on_acquire(&self, pooled: &mut PooledMysql) -> Result<(), r2d2::Error> {
+        let conn = &mut pooled.conn;
         conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .and_then(|()| {
                 conn.batch_execute(&format!(
@@ -73,13 +119,16 @@ pub fn run_migrations(url: &str) -> anyhow::Result<()> {
 /// Builds the connection pool. Does not fail when the database is down: requests then answer 503
 /// and the pool reconnects when it is back.
 pub fn build_pool(url: &str, settings: &PoolSettings) -> DbPool {
-    let manager = ConnectionManager::<MysqlConnection>::new(url);
+    let manager = Manager {
+        inner: ConnectionManager::<MysqlConnection>::new(url),
+    };
     r2d2::Pool::builder()
         .max_size(settings.max_size)
         .min_idle(Some(settings.max_size.min(4)))
         .connection_timeout(settings.checkout_timeout)
-        // A checked-out connection is pinged first: after a database restart, dead connections
-        // are replaced instead of failing one request each forever.
+        // A checked-out connection that has not answered for a while is pinged first: after a
+        // database restart, dead connections are replaced instead of failing one request each
+        // forever (see `Manager`).
         .test_on_check_out(true)
         .connection_customizer(Box::new(SessionSetup {
             lock_wait_timeout_s: settings.lock_wait_timeout_s,
@@ -243,7 +292,11 @@ impl Db {
             }
         };
         self.breaker.close();
-        f(&mut conn).map_err(DbError::from)
+        let result = f(&mut conn.conn);
+        if result.is_ok() {
+            conn.proven_at = Instant::now();
+        }
+        result.map_err(DbError::from)
     }
 }
 
