@@ -7,11 +7,17 @@
 //! those wake-ups were most of the database's cost per charge. Here the three statements are
 //! prepared once per connection and kept in Diesel's statement cache: one round trip each.
 //!
+//! MySQL (unlike MariaDB) refuses `BEGIN` in the prepared-statement protocol ("not supported in
+//! the prepared statement protocol yet"): on that refusal the engine falls back, for the rest of
+//! its life, to Diesel's transaction.
+//!
 //! The transaction runs outside Diesel's transaction manager, so the body must not use
 //! `Connection::transaction` (its `BEGIN` would commit ours implicitly). If neither `ROLLBACK`
 //! nor anything else can be sent on the connection after a failure, it is killed, so that the
 //! pool's check at the next checkout discards it rather than hand out a connection that may
 //! still hold half a transaction.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::mysql::{Mysql, MysqlConnection};
 use diesel::prelude::*;
@@ -41,6 +47,9 @@ const BEGIN: Fixed = Fixed("BEGIN");
 const COMMIT: Fixed = Fixed("COMMIT");
 const ROLLBACK: Fixed = Fixed("ROLLBACK");
 
+/// Set once the server refused a prepared `BEGIN` (MySQL).
+static TEXT_TRANSACTIONS: AtomicBool = AtomicBool::new(false);
+
 /// Runs `body` in a transaction: committed if it returns `Ok`, rolled back otherwise. An
 /// error of `COMMIT` itself leaves the outcome unknown, as with any database.
 pub(super) fn transaction<T, E>(
@@ -50,7 +59,19 @@ pub(super) fn transaction<T, E>(
 where
     E: From<DieselError>,
 {
-    BEGIN.execute(conn)?;
+    if TEXT_TRANSACTIONS.load(Ordering::Relaxed) {
+        return conn.transaction(body);
+    }
+    if let Err(error) = BEGIN.execute(conn) {
+        if !refused_as_prepared(&error) {
+            return Err(error.into());
+        }
+        tracing::info!(
+            "the database refuses BEGIN as a prepared statement; using Diesel's transactions"
+        );
+        TEXT_TRANSACTIONS.store(true, Ordering::Relaxed);
+        return conn.transaction(body);
+    }
     match body(conn) {
         Ok(value) => match COMMIT.execute(conn) {
             Ok(_) => Ok(value),
@@ -72,4 +93,10 @@ fn roll_back(conn: &mut MysqlConnection) {
         // The pool pings at checkout: a killed connection is discarded there.
         let _ = diesel::sql_query("KILL CONNECTION_ID()").execute(conn);
     }
+}
+
+/// MySQL's ER_UNSUPPORTED_PS (1295).
+fn refused_as_prepared(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(_, info)
+        if info.message().contains("prepared statement protocol"))
 }
