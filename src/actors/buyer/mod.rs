@@ -52,6 +52,17 @@ struct Loaded {
     token: i64,
 }
 
+/// A decided write, ready to go to the coordinator.
+struct Write {
+    /// Its place in the commit queue, taken before the state advanced.
+    place: Permit,
+    op: WriteOp,
+    keyed: Option<(String, String)>,
+    tracked: Tracked,
+    /// The answer once it has committed.
+    receipt: Receipt,
+}
+
 /// What the actor must learn about a committed (or failed) write.
 enum Tracked {
     Balance,
@@ -210,16 +221,14 @@ impl BuyerActor {
         };
         let place = self.reserve()?;
         self.advance(&movement);
-        let tracked = Tracked::Balance;
-        self.submit(
-            ctx,
+        let write = Write {
             place,
             op,
             keyed,
-            tracked,
-            Receipt::Charged(receipt),
-            reply,
-        );
+            tracked: Tracked::Balance,
+            receipt: Receipt::Charged(receipt),
+        };
+        self.submit(ctx, write, reply);
         Ok(())
     }
 
@@ -290,16 +299,14 @@ impl BuyerActor {
             .shared();
         self.orders.known.remove(&order_id);
         self.orders.paying.insert(order_id, outcome);
-        let tracked = Tracked::Payment { order_id, done };
-        self.submit(
-            ctx,
+        let write = Write {
             place,
             op,
             keyed,
-            tracked,
-            Receipt::Paid(receipt),
-            reply,
-        );
+            tracked: Tracked::Payment { order_id, done },
+            receipt: Receipt::Paid(receipt),
+        };
+        self.submit(ctx, write, reply);
         Ok(())
     }
 
@@ -338,8 +345,14 @@ impl BuyerActor {
             order_id,
             total_price,
         };
-        let receipt = Receipt::OrderCreated(view);
-        self.submit(ctx, place, op, None, tracked, receipt, reply);
+        let write = Write {
+            place,
+            op,
+            keyed: None,
+            tracked,
+            receipt: Receipt::OrderCreated(view),
+        };
+        self.submit(ctx, write, reply);
         Ok(())
     }
 
@@ -406,18 +419,15 @@ impl BuyerActor {
     }
 
     /// Sends the write to the coordinator and follows it: once it has committed the request
-    /// gets `receipt` and the actor learns the result ([`Settled`]).
-    #[allow(clippy::too_many_arguments)]
-    fn submit(
-        &mut self,
-        ctx: &mut Context<Self>,
-        place: Permit,
-        op: WriteOp,
-        keyed: Option<(String, String)>,
-        tracked: Tracked,
-        receipt: Receipt,
-        reply: &mut Option<Reply>,
-    ) {
+    /// gets its receipt and the actor learns the result ([`Settled`]).
+    fn submit(&mut self, ctx: &mut Context<Self>, write: Write, reply: &mut Option<Reply>) {
+        let Write {
+            place,
+            op,
+            keyed,
+            tracked,
+            receipt,
+        } = write;
         self.inflight += 1;
         if let Some((key, fingerprint)) = &keyed {
             self.keys_in_flight.insert(key.clone(), fingerprint.clone());
