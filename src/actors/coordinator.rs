@@ -1,13 +1,12 @@
 //! The PaymentCoordinator: every write goes through it and commits in group-commit batches.
 //!
-//! While one batch commits on a blocking thread, the next gathers in `pending`; when the commit
-//! returns, each write's [`Completion`] runs and the next batch (at most `batch_max_ops`) starts
-//! at once. One batch is in flight at a time, so the writes of one buyer commit in submission
-//! order.
+//! The coordinator commits on its own thread, blocking it; writes arriving meanwhile wait in its
+//! mailbox and, once it is drained, go into the next batch (at most `batch_max_ops`). One batch
+//! is in flight at a time, so the writes of one buyer commit in submission order.
 //!
-//! A completion runs on the coordinator's thread: the buyer actor's answers a committed write's
-//! HTTP request from here, so the request's task is woken once, by the commit, not by a relay
-//! through the actor's thread.
+//! After a commit each write's [`Completion`] runs here: the buyer actor's completion answers a
+//! committed write's HTTP request directly, so the request's task is woken once, by the commit,
+//! not by a relay through the actor's thread.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use dashmap::DashMap;
-
 use tokio::sync::oneshot;
 
 use super::buyer::{BuyerActor, BuyerCommand, Command};

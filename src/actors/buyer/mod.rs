@@ -622,7 +622,9 @@ impl Handler<Settled> for BuyerActor {
         if let Some(reply) = reply {
             let answer = match outcome {
                 Ok(Some(replay)) => Ok(Receipt::Replayed(replay)),
-                Ok(None) => receipt.ok_or(BuyerError::Internal),
+                // Only an uncommitted write comes with its reply, and only a commit settles to
+                // Ok(None): not reached.
+                Ok(None) => Err(BuyerError::Internal),
                 Err(error) => Err(error),
             };
             let _ = reply.send(answer);

@@ -34,22 +34,18 @@ impl Follow {
         let Some(tracked) = self.tracked.take() else {
             return;
         };
-        let mut reply = self.reply.take();
-        let mut receipt = self.receipt.take();
-        if result == Ok(WriteResult::Committed) {
-            // The actor keeps the receipt only to remember a keyed answer.
-            let answer = match (&self.keyed, receipt.take()) {
-                (Some(_), Some(kept)) => {
-                    receipt = Some(kept.clone());
-                    Some(kept)
-                }
-                (None, answer) => answer,
-                (Some(_), None) => None,
-            };
-            if let (Some(reply), Some(answer)) = (reply.take(), answer) {
-                let _ = reply.send(Ok(answer));
+        let (reply, receipt) = if result == Ok(WriteResult::Committed) {
+            let receipt = self.receipt.take();
+            // The actor needs the receipt only to remember a keyed answer.
+            let kept = self.keyed.as_ref().and_then(|_| receipt.clone());
+            if let (Some(reply), Some(receipt)) = (self.reply.take(), receipt) {
+                let _ = reply.send(Ok(receipt));
             }
-        }
+            (None, kept)
+        } else {
+            // Not committed: the actor answers, after it has dropped its state.
+            (self.reply.take(), None)
+        };
         self.actor.do_send(Settled {
             generation: self.generation,
             keyed: self.keyed.take(),
@@ -68,7 +64,7 @@ impl Drop for Follow {
 }
 
 /// A write's result, for its actor. `reply` is still there when the request has not been
-/// answered (the write did not commit).
+/// answered (the write did not commit); `receipt` only for a committed keyed write.
 pub(super) struct Settled {
     pub generation: u64,
     pub keyed: Option<(String, String)>,
