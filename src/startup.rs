@@ -76,7 +76,6 @@ impl Application {
                 idempotency_ttl: settings.idempotency_ttl(),
                 idle_timeout: settings.buyer_idle_timeout(),
                 emit_charge_events: settings.kafka.emit_charge_events,
-                actors: Arc::default(),
                 metrics: Arc::clone(&metrics),
             },
             settings.actor_threads(),

@@ -1,6 +1,6 @@
 use crate::db::DbError;
-use crate::db::models::IdempotencyRow;
-use crate::domain::{ChargeReceipt, DomainError, OrderView, PaymentReceipt};
+use crate::domain::DomainError;
+pub use crate::domain::buyer::{Receipt, StoredResponse};
 
 /// Which queue was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,30 +57,4 @@ impl BuyerError {
             BuyerError::Internal
         }
     }
-}
-
-/// A response stored under an Idempotency-Key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: String,
-}
-
-impl StoredResponse {
-    pub fn from_row(row: &IdempotencyRow) -> StoredResponse {
-        StoredResponse {
-            status: u16::try_from(row.response_status).unwrap_or(200),
-            body: row.response_body.clone(),
-        }
-    }
-}
-
-/// What a committed command answers.
-#[derive(Debug, Clone)]
-pub enum Receipt {
-    Charged(ChargeReceipt),
-    Paid(PaymentReceipt),
-    OrderCreated(OrderView),
-    /// An earlier request with the same Idempotency-Key committed; this is its answer.
-    Replayed(StoredResponse),
 }

@@ -8,7 +8,8 @@ pub mod mailbox;
 pub mod publisher;
 pub mod registry;
 
+pub use buyer::BuyerDeps;
 pub use buyer::Command;
 pub use coordinator::{CoordinatorHandle, PaymentCoordinator};
 pub use errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
-pub use registry::{BuyerDeps, BuyerRegistry};
+pub use registry::BuyerRegistry;

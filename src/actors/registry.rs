@@ -8,20 +8,16 @@
 //! and passivation must really stop them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
 use dashmap::DashMap;
 use tokio::sync::oneshot;
 
-use super::buyer::{BuyerActor, BuyerCommand, Command};
-use super::coordinator::CoordinatorHandle;
+use super::buyer::{BuyerActor, BuyerCommand, BuyerDeps, Command, OnStop};
 use super::errors::{BuyerError, OverloadReason, Receipt};
 use super::mailbox::Mailbox;
-use crate::db::Db;
-use crate::domain::{BuyerId, IdempotencyKey, Points};
-use crate::metrics::Metrics;
+use crate::domain::{BuyerId, IdempotencyKey};
 
 /// A live actor and its counted mailbox.
 #[derive(Clone)]
@@ -30,56 +26,45 @@ pub struct BuyerHandle {
     pub mailbox: Arc<Mailbox>,
 }
 
-/// What every buyer actor shares.
-pub struct BuyerDeps {
-    pub db: Db,
-    pub coordinator: CoordinatorHandle,
-    pub max_balance: Points,
-    pub idempotency_ttl: Duration,
-    pub idle_timeout: Duration,
-    /// Whether charges also write a `points.charged` outbox event.
-    pub emit_charge_events: bool,
-    pub actors: Arc<DashMap<BuyerId, BuyerHandle>>,
-    pub metrics: Arc<Metrics>,
-}
-
 pub struct BuyerRegistry {
     deps: Arc<BuyerDeps>,
+    actors: Arc<DashMap<BuyerId, BuyerHandle>>,
+    /// Lets a passivated actor's address go (only if it is still the registered one).
+    on_stop: OnStop,
     arbiters: Vec<Arbiter>,
     mailbox_capacity: usize,
-    restarts: AtomicU64,
 }
 
 impl BuyerRegistry {
     pub fn new(deps: BuyerDeps, threads: usize, mailbox_capacity: usize) -> Self {
+        let actors: Arc<DashMap<BuyerId, BuyerHandle>> = Arc::default();
+        let registered = Arc::clone(&actors);
+        let on_stop: OnStop = Arc::new(move |buyer, addr| {
+            registered.remove_if(&buyer, |_, handle| handle.addr == *addr);
+        });
         BuyerRegistry {
             deps: Arc::new(deps),
+            actors,
+            on_stop,
             arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             mailbox_capacity,
-            restarts: AtomicU64::new(0),
         }
     }
 
     /// Buyer actors alive now.
     pub fn live_actors(&self) -> usize {
-        self.deps.actors.len()
-    }
-
-    /// Actors found dead and started again.
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
+        self.actors.len()
     }
 
     /// Live actors and the deepest mailbox among them (read at scrape time).
     pub fn population(&self) -> (usize, usize) {
         let deepest = self
-            .deps
             .actors
             .iter()
             .map(|entry| entry.mailbox.depth())
             .max()
             .unwrap_or(0);
-        (self.deps.actors.len(), deepest)
+        (self.actors.len(), deepest)
     }
 
     /// Hands `command` to the buyer's actor and waits for its answer: a refusal at once, an
@@ -129,19 +114,17 @@ impl BuyerRegistry {
     }
 
     fn handle_for(&self, buyer: BuyerId) -> BuyerHandle {
-        if let Some(handle) = self.deps.actors.get(&buyer) {
+        if let Some(handle) = self.actors.get(&buyer) {
             if handle.addr.connected() {
                 return handle.clone();
             }
         }
         let mut entry = self
-            .deps
             .actors
             .entry(buyer)
             .or_insert_with(|| self.spawn(buyer));
         if !entry.addr.connected() {
             tracing::warn!(buyer_id = %buyer, "buyer actor found dead; starting a new one");
-            self.restarts.fetch_add(1, Ordering::Relaxed);
             self.deps.metrics.buyer.restarts.inc();
             *entry = self.spawn(buyer);
         }
@@ -149,8 +132,7 @@ impl BuyerRegistry {
     }
 
     fn forget(&self, buyer: BuyerId, handle: &BuyerHandle) {
-        self.deps
-            .actors
+        self.actors
             .remove_if(&buyer, |_, current| current.addr == handle.addr);
     }
 
@@ -170,10 +152,11 @@ impl BuyerRegistry {
         let deps = Arc::clone(&self.deps);
         let actor_mailbox = Arc::clone(&mailbox);
         let capacity = self.mailbox_capacity;
+        let on_stop = Arc::clone(&self.on_stop);
         let addr = BuyerActor::start_in_arbiter(&arbiter, move |ctx| {
             // Our Mailbox bounds the queue; actix's bound must not make senders wait first.
             ctx.set_mailbox_capacity(capacity + 1);
-            BuyerActor::new(buyer, deps, actor_mailbox)
+            BuyerActor::new(buyer, deps, actor_mailbox, on_stop)
         });
         BuyerHandle { addr, mailbox }
     }

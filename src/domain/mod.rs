@@ -1,6 +1,7 @@
 //! The rules of money: ids, amounts, and what a charge or a payment does to a buyer's balance.
 //! Nothing in here does I/O.
 
+pub mod buyer;
 mod error;
 mod idempotency;
 mod ids;

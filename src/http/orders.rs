@@ -87,6 +87,7 @@ pub async fn pay(
             payment_id: PaymentId::try_from(1).expect("1 is a valid id"),
         }
         .fingerprint(buyer)
+        .0
     };
     if let Some(answer) = committed_answer(&state, key.as_ref(), fingerprint).await? {
         return Ok(answer);

@@ -43,7 +43,7 @@ pub async fn charge(
     let key = extract::idempotency_key(&req)?;
     let command = Command::Charge { amount };
     if let Some(answer) =
-        committed_answer(&state, key.as_ref(), || command.fingerprint(buyer)).await?
+        committed_answer(&state, key.as_ref(), || command.fingerprint(buyer).0).await?
     {
         return Ok(answer);
     }

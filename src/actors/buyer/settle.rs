@@ -8,50 +8,42 @@
 
 use actix::prelude::*;
 
-use super::{BuyerActor, Reply, Tracked};
+use super::{BuyerActor, Reply};
 use crate::actors::coordinator::{CommitError, CommitReply};
 use crate::actors::errors::Receipt;
-use crate::db::writer::WriteResult;
+use crate::domain::buyer::{BatchFailure, PendingWrite, WriteOutcome};
 
 /// A submitted write's follow-up. Dropped without running (the coordinator stopped), it
 /// settles the write as failed, so neither the actor nor the request waits forever.
 pub(super) struct Follow {
     pub actor: Addr<BuyerActor>,
-    pub generation: u64,
-    /// The Idempotency-Key and fingerprint the write was sent with.
-    pub keyed: Option<(String, String)>,
-    pub tracked: Option<Tracked>,
+    /// `None` once it has run.
+    pub pending: Option<PendingWrite>,
     pub receipt: Option<Receipt>,
     pub reply: Option<Reply>,
 }
 
 impl Follow {
     pub fn run(mut self, result: CommitReply) {
-        self.finish(result);
+        self.finish(outcome_of(&result));
     }
 
-    fn finish(&mut self, result: CommitReply) {
-        let Some(tracked) = self.tracked.take() else {
+    fn finish(&mut self, outcome: WriteOutcome) {
+        let Some(pending) = self.pending.take() else {
             return;
         };
-        let (reply, receipt) = if result == Ok(WriteResult::Committed) {
-            let receipt = self.receipt.take();
-            // The actor needs the receipt only to remember a keyed answer.
-            let kept = self.keyed.as_ref().and_then(|_| receipt.clone());
-            if let (Some(reply), Some(receipt)) = (self.reply.take(), receipt) {
+        let reply = if outcome == WriteOutcome::Committed {
+            if let (Some(reply), Some(receipt)) = (self.reply.take(), self.receipt.take()) {
                 let _ = reply.send(Ok(receipt));
             }
-            (None, kept)
+            None
         } else {
             // Not committed: the actor answers, after it has dropped its state.
-            (self.reply.take(), None)
+            self.reply.take()
         };
         self.actor.do_send(Settled {
-            generation: self.generation,
-            keyed: self.keyed.take(),
-            tracked,
-            result,
-            receipt,
+            pending,
+            outcome,
             reply,
         });
     }
@@ -59,18 +51,23 @@ impl Follow {
 
 impl Drop for Follow {
     fn drop(&mut self) {
-        self.finish(Err(CommitError::Internal));
+        self.finish(WriteOutcome::Failed(BatchFailure::Internal));
+    }
+}
+
+fn outcome_of(result: &CommitReply) -> WriteOutcome {
+    match result {
+        Ok(result) => result.outcome(),
+        Err(CommitError::Unavailable) => WriteOutcome::Failed(BatchFailure::Unavailable),
+        Err(CommitError::Internal) => WriteOutcome::Failed(BatchFailure::Internal),
     }
 }
 
 /// A write's result, for its actor. `reply` is still there when the request has not been
-/// answered (the write did not commit); `receipt` only for a committed keyed write.
+/// answered (the write did not commit).
 pub(super) struct Settled {
-    pub generation: u64,
-    pub keyed: Option<(String, String)>,
-    pub tracked: Tracked,
-    pub result: CommitReply,
-    pub receipt: Option<Receipt>,
+    pub pending: PendingWrite,
+    pub outcome: WriteOutcome,
     pub reply: Option<Reply>,
 }
 

@@ -12,18 +12,15 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 mod bulk;
+mod plan;
 mod tx;
 
 use super::models::{BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow};
 use super::queries;
 use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
 
-/// The balance row state a write expects to replace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fence {
-    pub version: i64,
-    pub token: i64,
-}
+pub use crate::domain::buyer::Fence;
+pub use plan::{known_order, stored_balance};
 
 /// A change of one buyer's balance and the ledger entry recording it.
 #[derive(Debug, Clone)]

@@ -1,0 +1,80 @@
+//! What every buyer actor shares, and how the buyer's rules' answers become its errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+
+use super::BuyerActor;
+use crate::actors::coordinator::CoordinatorHandle;
+use crate::actors::errors::{BuyerError, OverloadReason};
+use crate::db::Db;
+use crate::domain::buyer::{BatchFailure, BuyerRules, Refusal};
+use crate::domain::{BuyerId, Points};
+use crate::metrics::{Metrics, Outcome};
+
+/// What every buyer actor shares.
+pub struct BuyerDeps {
+    pub db: Db,
+    pub coordinator: CoordinatorHandle,
+    pub max_balance: Points,
+    pub idempotency_ttl: Duration,
+    pub idle_timeout: Duration,
+    /// Whether charges also write a `points.charged` outbox event.
+    pub emit_charge_events: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+impl BuyerDeps {
+    pub fn rules(&self) -> BuyerRules {
+        BuyerRules {
+            max_balance: self.max_balance,
+            idempotency_ttl: chrono::Duration::from_std(self.idempotency_ttl)
+                .unwrap_or(chrono::Duration::days(1)),
+        }
+    }
+}
+
+/// Told when an actor stops for good (passivation), so whoever keeps its address lets it go.
+pub type OnStop = Arc<dyn Fn(BuyerId, &Addr<BuyerActor>) + Send + Sync>;
+
+impl From<Refusal> for BuyerError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Rule(rule) => BuyerError::Rule(rule),
+            Refusal::OrderNotFound => BuyerError::OrderNotFound,
+            Refusal::OrderAlreadyPaid => BuyerError::OrderAlreadyPaid,
+            Refusal::IdempotencyKeyInFlight => BuyerError::IdempotencyKeyInFlight,
+            Refusal::IdempotencyKeyMismatch => BuyerError::IdempotencyKeyMismatch,
+            Refusal::StaleState => BuyerError::WriteConflict,
+        }
+    }
+}
+
+impl From<BatchFailure> for BuyerError {
+    fn from(failure: BatchFailure) -> Self {
+        match failure {
+            BatchFailure::Unavailable => BuyerError::DatabaseUnavailable,
+            BatchFailure::Internal => BuyerError::Internal,
+        }
+    }
+}
+
+impl From<OverloadReason> for BuyerError {
+    fn from(reason: OverloadReason) -> Self {
+        BuyerError::Overloaded(reason)
+    }
+}
+
+/// How a command's handling ended, for the actor metrics: refused by a rule of the buyer's own
+/// making, or failed.
+pub(super) fn outcome_of(error: &BuyerError) -> Outcome {
+    match error {
+        BuyerError::Rule(_)
+        | BuyerError::OrderNotFound
+        | BuyerError::OrderAlreadyPaid
+        | BuyerError::IdempotencyKeyInFlight
+        | BuyerError::IdempotencyKeyMismatch => Outcome::Refused,
+        _ => Outcome::Failed,
+    }
+}

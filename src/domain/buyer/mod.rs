@@ -1,0 +1,380 @@
+//! The rules of one buyer, without I/O: what a command decides against what the buyer's actor
+//! knows, and what a write's result teaches it.
+//!
+//! [`BuyerState`] is driven in three steps, by the actor shell and, the same way, by the
+//! deterministic simulation (`crate::sim`):
+//! 1. [`BuyerState::needs`] says what must be read first (the balance row, an order), and
+//!    [`BuyerState::install`] / [`BuyerState::learn_order`] take what was read;
+//! 2. [`BuyerState::decide`] answers a command without changing anything: a refusal, a replay,
+//!    a wait on another payment of the same order, or a [`PlannedWrite`]. Once the write has a
+//!    place in the commit queue, [`BuyerState::accept`] advances the state at once, so the next
+//!    command is decided while this one commits (pipelining), fenced on this write's result;
+//! 3. [`BuyerState::settle`] takes the write's result. A write of the current generation that
+//!    did not commit drops the balance: every later write in flight was fenced on it and the
+//!    writer refuses them, and the next command reloads the row with a new fence token. Results
+//!    of an older generation never touch the reloaded balance.
+
+use chrono::{DateTime, Utc};
+
+mod keys;
+mod orders;
+mod outcome;
+mod request;
+#[cfg(test)]
+mod tests;
+
+pub use keys::{KeyBook, RECENT_KEYS_MAX};
+pub use orders::{KNOWN_ORDERS_MAX, KnownOrder, Lookup, OrderBook};
+pub use outcome::{Answer, BatchFailure, Settlement, WriteOutcome, WriteRefusal};
+pub use request::{
+    Command, Decision, FencedMovement, Fingerprint, KeyClaim, KeyRecord, Needs, PendingWrite,
+    PlannedWrite, Receipt, Refusal, StoredResponse, Tracked, WriteKind,
+};
+
+use super::{
+    BalanceState, BuyerId, ChargeReceipt, IdempotencyKey, OrderId, OrderStatus, OrderView,
+    PaymentId, PaymentReceipt, Points,
+};
+
+/// The balance row state a write expects to replace: its version and the token of the
+/// incarnation that wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub version: i64,
+    pub token: i64,
+}
+
+/// A buyer's balance row as read from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBalance {
+    pub balance: Points,
+    pub version: i64,
+    pub fence_token: i64,
+}
+
+/// Counts loads of the balance: a write's result settles against the generation it was decided
+/// in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Generation(pub u64);
+
+/// The limits every buyer's rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuyerRules {
+    pub max_balance: Points,
+    /// How long a committed Idempotency-Key holds.
+    pub idempotency_ttl: chrono::Duration,
+}
+
+/// The balance as this state last wrote (or loaded) it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loaded {
+    balance: BalanceState,
+    /// The row the next write must find; `None` while the buyer has no balance row.
+    fence: Option<Fence>,
+    /// This incarnation's token, written with every change.
+    token: i64,
+}
+
+/// What one buyer's actor knows, and the rules it decides by.
+#[derive(Debug, Clone)]
+pub struct BuyerState {
+    buyer: BuyerId,
+    rules: BuyerRules,
+    /// `None` until loaded, and again after a write of this generation failed.
+    balance: Option<Loaded>,
+    generation: Generation,
+    in_flight: usize,
+    keys: KeyBook,
+    orders: OrderBook,
+}
+
+impl BuyerState {
+    pub fn new(buyer: BuyerId, rules: BuyerRules) -> Self {
+        BuyerState {
+            buyer,
+            rules,
+            balance: None,
+            generation: Generation::default(),
+            in_flight: 0,
+            keys: KeyBook::default(),
+            orders: OrderBook::default(),
+        }
+    }
+
+    pub fn buyer(&self) -> BuyerId {
+        self.buyer
+    }
+
+    /// The balance as decided so far (including writes in flight); `None` if it must be loaded.
+    pub fn balance(&self) -> Option<BalanceState> {
+        self.balance.map(|loaded| loaded.balance)
+    }
+
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Writes accepted and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// With no write in flight, the database is the truth: a refusal on cached state is worth
+    /// checking against it once more (another engine may have changed the buyer).
+    pub fn idle(&self) -> bool {
+        self.in_flight == 0
+    }
+
+    /// What must be read before `command` can be decided. Reading an order is a moment to
+    /// refresh the balance too (same round trip) when nothing is in flight.
+    pub fn needs(&self, command: &Command) -> Needs {
+        let order = match command {
+            Command::Pay { order_id, .. } if self.orders.lookup(*order_id) == Lookup::Unknown => {
+                Some(*order_id)
+            }
+            _ => None,
+        };
+        Needs {
+            balance: self.balance.is_none() || (order.is_some() && self.idle()),
+            order,
+        }
+    }
+
+    /// Takes the balance row as read (`None`: the buyer has none yet), with a new fence token
+    /// for this incarnation: a new generation begins.
+    pub fn install(&mut self, stored: Option<StoredBalance>, token: i64) {
+        self.generation.0 += 1;
+        self.balance = Some(match stored {
+            Some(row) => Loaded {
+                balance: BalanceState {
+                    balance: row.balance,
+                    version: row.version,
+                },
+                fence: Some(Fence {
+                    version: row.version,
+                    token: row.fence_token,
+                }),
+                token,
+            },
+            None => Loaded {
+                balance: BalanceState::EMPTY,
+                fence: None,
+                token,
+            },
+        });
+    }
+
+    /// Takes an order as read from the database.
+    pub fn learn_order(&mut self, order_id: OrderId, known: KnownOrder) {
+        self.orders.remember(order_id, known);
+    }
+
+    /// Decides `command` against what is known, changing nothing.
+    pub fn decide(
+        &self,
+        command: &Command,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, Refusal> {
+        let loaded = self.balance.as_ref().ok_or(Refusal::StaleState)?;
+        let claim = key.map(|key| KeyClaim {
+            key: key.clone(),
+            fingerprint: command.fingerprint(self.buyer),
+        });
+        if let Some(claim) = &claim {
+            if let Some(answer) = self.keys.check(claim, now)? {
+                return Ok(Decision::Replay(answer));
+            }
+        }
+        let (kind, receipt) = match *command {
+            Command::Charge { amount } => self.charge(loaded, amount)?,
+            Command::Pay {
+                order_id,
+                payment_id,
+            } => match self.orders.lookup(order_id) {
+                Lookup::Paying => return Ok(Decision::AwaitPayment(order_id)),
+                Lookup::Known(KnownOrder::Payable(price)) => {
+                    self.pay(loaded, order_id, payment_id, price, now)?
+                }
+                Lookup::Known(KnownOrder::Paid) => return Err(Refusal::OrderAlreadyPaid),
+                Lookup::Known(KnownOrder::NotOurs) => return Err(Refusal::OrderNotFound),
+                Lookup::Unknown => return Err(Refusal::StaleState),
+            },
+            Command::CreateOrder {
+                order_id,
+                total_price,
+            } => self.create_order(order_id, total_price, now),
+        };
+        // Orders are not keyed yet: their key is checked but not recorded.
+        let key = claim
+            .filter(|_| !matches!(kind, WriteKind::CreateOrder { .. }))
+            .map(|claim| KeyRecord {
+                claim,
+                answer: receipt.stored(),
+                expires_at: now + self.rules.idempotency_ttl,
+            });
+        Ok(Decision::Write(PlannedWrite {
+            buyer: self.buyer,
+            generation: self.generation,
+            kind,
+            key,
+            receipt,
+            at: now,
+        }))
+    }
+
+    fn charge(&self, loaded: &Loaded, amount: Points) -> Result<(WriteKind, Receipt), Refusal> {
+        let movement = loaded.balance.charge(amount, self.rules.max_balance)?;
+        let receipt = Receipt::Charged(ChargeReceipt {
+            buyer_id: self.buyer,
+            amount,
+            balance: movement.balance_after,
+            version: movement.version,
+        });
+        let change = FencedMovement {
+            expected: loaded.fence,
+            token: loaded.token,
+            movement,
+        };
+        Ok((WriteKind::Charge(change), receipt))
+    }
+
+    fn pay(
+        &self,
+        loaded: &Loaded,
+        order_id: OrderId,
+        payment_id: PaymentId,
+        price: Points,
+        now: DateTime<Utc>,
+    ) -> Result<(WriteKind, Receipt), Refusal> {
+        let movement = loaded.balance.pay(price)?;
+        let receipt = Receipt::Paid(PaymentReceipt {
+            payment_id,
+            order_id,
+            buyer_id: self.buyer,
+            amount: price,
+            balance: movement.balance_after,
+            version: movement.version,
+            paid_at: now,
+        });
+        let change = FencedMovement {
+            expected: loaded.fence,
+            token: loaded.token,
+            movement,
+        };
+        let kind = WriteKind::Pay {
+            change,
+            order_id,
+            payment_id,
+        };
+        Ok((kind, receipt))
+    }
+
+    fn create_order(
+        &self,
+        order_id: OrderId,
+        total_price: Points,
+        now: DateTime<Utc>,
+    ) -> (WriteKind, Receipt) {
+        let view = OrderView {
+            order_id,
+            buyer_id: self.buyer,
+            total_price,
+            status: OrderStatus::Pending,
+            created_at: now,
+            paid_at: None,
+        };
+        let kind = WriteKind::CreateOrder {
+            order_id,
+            total_price,
+        };
+        (kind, Receipt::OrderCreated(view))
+    }
+
+    /// `write` has its place in the commit queue: the state advances past it at once.
+    pub fn accept(&mut self, write: &PlannedWrite) {
+        debug_assert_eq!(write.generation, self.generation, "decided on this state");
+        self.in_flight += 1;
+        if let Some(record) = &write.key {
+            self.keys.start(&record.claim);
+        }
+        if let (Some(change), Some(loaded)) = (write.change(), self.balance.as_mut()) {
+            loaded.balance = BalanceState::after(&change.movement);
+            loaded.fence = Some(change.fence_after());
+        }
+        match write.kind {
+            WriteKind::Pay { order_id, .. } => self.orders.start_payment(order_id),
+            WriteKind::CreateOrder {
+                order_id,
+                total_price,
+            } => self.orders.start_creation(order_id, total_price),
+            WriteKind::Charge(_) => {}
+        }
+    }
+
+    /// Takes the result of a write accepted earlier.
+    pub fn settle(&mut self, pending: &PendingWrite, outcome: &WriteOutcome) -> Settlement {
+        self.in_flight = self
+            .in_flight
+            .checked_sub(1)
+            .expect("every settled write was accepted");
+        let committed = *outcome == WriteOutcome::Committed;
+        if let Some(record) = &pending.key {
+            self.keys.finish(record, committed);
+        }
+        let payment = match pending.tracked {
+            Tracked::Payment { order_id } => {
+                self.orders.finish_payment(order_id, committed);
+                Some((order_id, committed))
+            }
+            Tracked::OrderCreation {
+                order_id,
+                total_price,
+            } => {
+                self.orders
+                    .finish_creation(order_id, total_price, committed);
+                None
+            }
+            Tracked::Balance => None,
+        };
+        if !committed && pending.moves_money() {
+            self.invalidate(pending.generation);
+        }
+        Settlement {
+            answer: answer_of(pending, outcome),
+            payment,
+        }
+    }
+
+    /// Drops the balance after a write of the current generation failed: the next command
+    /// reloads it.
+    fn invalidate(&mut self, generation: Generation) {
+        if generation == self.generation && self.balance.is_some() {
+            self.balance = None;
+            self.orders.forget_known();
+        }
+    }
+}
+
+fn answer_of(pending: &PendingWrite, outcome: &WriteOutcome) -> Answer {
+    match outcome {
+        WriteOutcome::Committed => Answer::Committed,
+        WriteOutcome::Refused(WriteRefusal::StaleFence) => Answer::Refused(Refusal::StaleState),
+        WriteOutcome::Refused(WriteRefusal::OrderNotFound) => {
+            Answer::Refused(Refusal::OrderNotFound)
+        }
+        WriteOutcome::Refused(WriteRefusal::OrderAlreadyPaid) => {
+            Answer::Refused(Refusal::OrderAlreadyPaid)
+        }
+        WriteOutcome::Refused(WriteRefusal::KeyUsed {
+            fingerprint,
+            answer,
+        }) => match &pending.key {
+            Some(record) if record.claim.fingerprint == *fingerprint => {
+                Answer::Replay(answer.clone())
+            }
+            _ => Answer::Refused(Refusal::IdempotencyKeyMismatch),
+        },
+        WriteOutcome::Failed(failure) => Answer::Failed(*failure),
+    }
+}

@@ -1,0 +1,84 @@
+//! What a buyer's state knows of that buyer's orders.
+
+use std::collections::{HashMap, HashSet};
+
+use super::super::{OrderId, Points};
+
+/// Most orders a buyer's state remembers once their outcome is durable; past it they are
+/// forgotten and read again from the database when needed.
+pub const KNOWN_ORDERS_MAX: usize = 4096;
+
+/// An order as read from the database (or learnt from a committed write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownOrder {
+    Payable(Points),
+    Paid,
+    /// Missing, or another buyer's: both answer 404.
+    NotOurs,
+}
+
+/// What the state knows of one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Known(KnownOrder),
+    /// A payment of it is committing.
+    Paying,
+    Unknown,
+}
+
+/// What the state knows of this buyer's orders.
+#[derive(Debug, Default, Clone)]
+pub struct OrderBook {
+    creating: HashMap<OrderId, Points>,
+    paying: HashSet<OrderId>,
+    known: HashMap<OrderId, KnownOrder>,
+}
+
+impl OrderBook {
+    pub fn lookup(&self, order_id: OrderId) -> Lookup {
+        if self.paying.contains(&order_id) {
+            Lookup::Paying
+        } else if let Some(&total) = self.creating.get(&order_id) {
+            Lookup::Known(KnownOrder::Payable(total))
+        } else if let Some(&known) = self.known.get(&order_id) {
+            Lookup::Known(known)
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    pub fn remember(&mut self, order_id: OrderId, known: KnownOrder) {
+        if self.known.len() >= KNOWN_ORDERS_MAX {
+            self.known.clear();
+        }
+        self.known.insert(order_id, known);
+    }
+
+    pub fn start_payment(&mut self, order_id: OrderId) {
+        self.known.remove(&order_id);
+        self.paying.insert(order_id);
+    }
+
+    pub fn finish_payment(&mut self, order_id: OrderId, committed: bool) {
+        self.paying.remove(&order_id);
+        if committed {
+            self.remember(order_id, KnownOrder::Paid);
+        }
+    }
+
+    pub fn start_creation(&mut self, order_id: OrderId, total_price: Points) {
+        self.creating.insert(order_id, total_price);
+    }
+
+    pub fn finish_creation(&mut self, order_id: OrderId, total_price: Points, committed: bool) {
+        self.creating.remove(&order_id);
+        if committed {
+            self.remember(order_id, KnownOrder::Payable(total_price));
+        }
+    }
+
+    /// Forgets what was learnt from the database: after a failed write it may be stale.
+    pub fn forget_known(&mut self) {
+        self.known.clear();
+    }
+}

@@ -1,0 +1,54 @@
+//! What the writer answered for a write, and what the buyer's rules make of it.
+
+use super::super::OrderId;
+use super::request::{Fingerprint, Refusal, StoredResponse};
+
+/// Why the writer refused one write while its batch committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteRefusal {
+    /// The balance row was not at the version and token the write expected.
+    StaleFence,
+    OrderNotFound,
+    OrderAlreadyPaid,
+    /// The key already has a live record: the request it was recorded for, and its answer.
+    KeyUsed {
+        fingerprint: Fingerprint,
+        answer: StoredResponse,
+    },
+}
+
+/// Why a whole batch failed: nothing of it committed, or (COMMIT itself failed) the outcome is
+/// unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFailure {
+    Unavailable,
+    Internal,
+}
+
+/// The result of one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Committed,
+    Refused(WriteRefusal),
+    Failed(BatchFailure),
+}
+
+/// What a settled write answers its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// It committed: the request gets the write's own receipt.
+    Committed,
+    /// The key had committed before (another actor, or before a restart): its stored answer.
+    Replay(StoredResponse),
+    /// Refused by the writer (a stale fence answers [`Refusal::StaleState`]).
+    Refused(Refusal),
+    Failed(BatchFailure),
+}
+
+/// A settled write: its answer, and for a payment whether the order is now paid (requests
+/// waiting on it are answered from that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub answer: Answer,
+    pub payment: Option<(OrderId, bool)>,
+}
