@@ -11,5 +11,6 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod seed;
+pub mod sim;
 pub mod startup;
 pub mod telemetry;

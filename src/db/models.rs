@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = balances, check_for_backend(diesel::mysql::Mysql))]
 pub struct BalanceRow {
     pub buyer_id: i64,
@@ -39,7 +39,7 @@ pub struct OrderRow {
     pub paid_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payments, check_for_backend(diesel::mysql::Mysql))]
 pub struct PaymentRow {
     pub id: i64,
