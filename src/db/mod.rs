@@ -8,6 +8,7 @@ pub mod outbox;
 pub mod pool;
 pub mod queries;
 pub mod schema;
+mod types;
 pub mod writer;
 
 pub use error::DbError;

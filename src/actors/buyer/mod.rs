@@ -332,7 +332,7 @@ impl BuyerActor {
                 id: order_id.get(),
                 buyer_id: self.buyer.get(),
                 total_price: total_price.get(),
-                status: OrderStatus::Pending.as_str().to_owned(),
+                status: OrderStatus::Pending,
                 created_at: now.naive_utc(),
                 paid_at: None,
             }),
@@ -370,7 +370,7 @@ impl BuyerActor {
             entry: LedgerRow {
                 buyer_id: self.buyer.get(),
                 version: movement.version,
-                kind: movement.kind.as_str().to_owned(),
+                kind: movement.kind,
                 amount: movement.amount.get(),
                 balance_after: movement.balance_after.get(),
                 order_id: payment.map(|(order, _)| order.get()),

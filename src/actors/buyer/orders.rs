@@ -60,8 +60,8 @@ impl OrderBook {
         row: Option<OrderRow>,
     ) {
         let known = match row {
-            Some(row) if row.buyer_id == buyer.get() => match OrderStatus::parse(&row.status) {
-                Some(OrderStatus::Pending) => KnownOrder::Payable(Points::new(row.total_price)),
+            Some(row) if row.buyer_id == buyer.get() => match row.status {
+                OrderStatus::Pending => KnownOrder::Payable(Points::new(row.total_price)),
                 _ => KnownOrder::Paid,
             },
             _ => KnownOrder::NotOurs,
