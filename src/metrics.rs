@@ -21,6 +21,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::domain::RejectionReason;
+
 /// The kinds of actor, the `actor` label.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum ActorKind {
@@ -96,9 +98,15 @@ pub struct HttpRouteLabels {
     pub method: &'static str,
 }
 
+impl EncodeLabelValue for RejectionReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: &'static str,
+    reason: RejectionReason,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,17 +143,6 @@ fn short_seconds() -> Histogram {
 fn request_seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
 }
-
-/// The rejection reasons (503s) the dashboards chart: created at start-up.
-pub const REJECTION_REASONS: [&str; 7] = [
-    "in_flight_limit",
-    "buyer_mailbox_full",
-    "commit_queue_full",
-    "database_unavailable",
-    "write_conflict",
-    "request_timeout",
-    "shutting_down",
-];
 
 /// The metrics of one actor kind. Cheap to clone (every field is an `Arc` inside).
 #[derive(Debug, Clone)]
@@ -420,7 +417,7 @@ impl Metrics {
             "Requests refused with 503 (retry later), by reason",
             rejections.clone(),
         );
-        for reason in REJECTION_REASONS {
+        for reason in RejectionReason::ALL {
             child(&rejections, &ReasonLabels { reason });
         }
 
@@ -464,8 +461,8 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts a 503; `reason` must be one of [`REJECTION_REASONS`].
-    pub fn rejection(&self, reason: &'static str) {
+    /// Counts a 503.
+    pub fn rejection(&self, reason: RejectionReason) {
         self.rejections
             .get_or_create(&ReasonLabels { reason })
             .inc();
@@ -549,6 +546,45 @@ mod tests {
             !text.contains("payment_engine_process"),
             "process metrics keep their standard name"
         );
+    }
+
+    #[test]
+    fn every_rejection_reason_is_exposed_from_the_start_and_counted_under_its_name() {
+        let metrics = Metrics::new();
+        metrics.rejection(RejectionReason::WriteConflict);
+        let text = metrics.encode();
+        for reason in RejectionReason::ALL {
+            let count = if reason == RejectionReason::WriteConflict {
+                1
+            } else {
+                0
+            };
+            let line = format!(
+                "payment_engine_rejections_total{{reason=\"{}\"}} {count}\n",
+                reason.as_str()
+            );
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    /// The README's metrics table lists the reasons a dashboard can chart: exactly these, in
+    /// this order.
+    #[test]
+    fn the_readme_lists_every_rejection_reason() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with("| `payment_engine_rejections_total` |"))
+            .expect("the README documents payment_engine_rejections_total");
+        let labels = row.split('|').nth(3).expect("a labels column");
+        let documented: Vec<&str> = labels
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|name| *name != "reason")
+            .collect();
+        let expected: Vec<&str> = RejectionReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(documented, expected, "README row: {row}");
     }
 
     #[test]

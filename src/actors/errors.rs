@@ -1,6 +1,6 @@
 use crate::db::DbError;
 use crate::db::models::IdempotencyRow;
-use crate::domain::{ChargeReceipt, DomainError, OrderView, PaymentReceipt};
+use crate::domain::{ChargeReceipt, DomainError, OrderView, PaymentReceipt, RejectionReason};
 
 /// Which queue was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,12 +12,17 @@ pub enum OverloadReason {
 }
 
 impl OverloadReason {
-    pub fn as_str(self) -> &'static str {
+    /// The 503's reason, as counted and documented.
+    pub fn rejection(self) -> RejectionReason {
         match self {
-            OverloadReason::BuyerMailbox => "buyer_mailbox_full",
-            OverloadReason::CommitQueue => "commit_queue_full",
-            OverloadReason::InFlight => "in_flight_limit",
+            OverloadReason::BuyerMailbox => RejectionReason::BuyerMailboxFull,
+            OverloadReason::CommitQueue => RejectionReason::CommitQueueFull,
+            OverloadReason::InFlight => RejectionReason::InFlightLimit,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.rejection().as_str()
     }
 }
 

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
 use crate::db::DbError;
-use crate::domain::{AmountParseError, DomainError, IdParseError};
+use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_S: &str = "1";
@@ -132,13 +132,13 @@ impl ApiError {
     }
 
     /// Why a 503 was answered, as counted by `payment_engine_rejections_total`.
-    fn rejection_reason(&self) -> Option<&'static str> {
+    fn rejection_reason(&self) -> Option<RejectionReason> {
         match self {
-            ApiError::Overloaded(reason) => Some(reason.as_str()),
-            ApiError::DatabaseUnavailable => Some("database_unavailable"),
-            ApiError::WriteConflict => Some("write_conflict"),
-            ApiError::Timeout => Some("request_timeout"),
-            ApiError::ShuttingDown => Some("shutting_down"),
+            ApiError::Overloaded(reason) => Some(reason.rejection()),
+            ApiError::DatabaseUnavailable => Some(RejectionReason::DatabaseUnavailable),
+            ApiError::WriteConflict => Some(RejectionReason::WriteConflict),
+            ApiError::Timeout => Some(RejectionReason::RequestTimeout),
+            ApiError::ShuttingDown => Some(RejectionReason::ShuttingDown),
             _ => None,
         }
     }
