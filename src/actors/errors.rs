@@ -1,5 +1,5 @@
-use crate::db::DbError;
 use crate::db::models::IdempotencyRow;
+use crate::db::{DbError, ErrorClass};
 use crate::domain::{ChargeReceipt, DomainError, OrderView, PaymentReceipt, RejectionReason};
 
 /// Which queue was full.
@@ -53,13 +53,11 @@ pub enum BuyerError {
 }
 
 impl BuyerError {
+    /// A failure loading the buyer's state; classified and logged by `DbError::classify`.
     pub fn from_db(error: DbError) -> BuyerError {
-        if error.is_transient() {
-            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "loading buyer state failed");
-            BuyerError::DatabaseUnavailable
-        } else {
-            tracing::error!(error = ?error, "loading buyer state failed unexpectedly");
-            BuyerError::Internal
+        match error.classify("loading buyer state") {
+            ErrorClass::Transient => BuyerError::DatabaseUnavailable,
+            ErrorClass::Bug => BuyerError::Internal,
         }
     }
 }

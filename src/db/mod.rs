@@ -11,5 +11,5 @@ pub mod schema;
 mod types;
 pub mod writer;
 
-pub use error::DbError;
+pub use error::{DbError, ErrorClass};
 pub use pool::{Db, DbPool, PoolSettings, build_pool, ensure_database, run_migrations};

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
-use crate::db::DbError;
+use crate::db::{DbError, ErrorClass};
 use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason};
 
 /// Seconds a client should wait before retrying a 503.
@@ -143,14 +143,11 @@ impl ApiError {
         }
     }
 
-    /// A database failure on a read path; logged here, once.
+    /// A database failure on a read path; classified and logged, once, by `DbError::classify`.
     pub fn from_db(error: DbError) -> ApiError {
-        if error.is_transient() {
-            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "database unavailable");
-            ApiError::DatabaseUnavailable
-        } else {
-            tracing::error!(error = ?error, "database query failed");
-            ApiError::Internal
+        match error.classify("answering from the database") {
+            ErrorClass::Transient => ApiError::DatabaseUnavailable,
+            ErrorClass::Bug => ApiError::Internal,
         }
     }
 }
