@@ -78,10 +78,6 @@ impl CoordinatorHandle {
             permit,
         });
     }
-
-    pub fn mailbox(&self) -> &Arc<Mailbox> {
-        &self.mailbox
-    }
 }
 
 pub struct PaymentCoordinator {
