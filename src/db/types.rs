@@ -61,3 +61,25 @@ macro_rules! text_column {
 }
 
 text_column!(OrderStatus, EntryKind, OutboxStatus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_reads_back_as_written() {
+        for status in [OrderStatus::Pending, OrderStatus::Paid] {
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        }
+        for kind in [EntryKind::Charge, EntryKind::Payment] {
+            assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
+        }
+        for status in [
+            OutboxStatus::Pending,
+            OutboxStatus::Published,
+            OutboxStatus::Dead,
+        ] {
+            assert_eq!(OutboxStatus::parse(status.as_str()), Some(status));
+        }
+    }
+}
