@@ -51,7 +51,7 @@ pub fn seed_demo_data(conn: &mut MysqlConnection) -> anyhow::Result<bool> {
             .map(|buyer_id| LedgerRow {
                 buyer_id,
                 version: 1,
-                kind: EntryKind::Charge.as_str().to_owned(),
+                kind: EntryKind::Charge,
                 amount: DEMO_STARTING_BALANCE,
                 balance_after: DEMO_STARTING_BALANCE,
                 order_id: None,
@@ -64,7 +64,7 @@ pub fn seed_demo_data(conn: &mut MysqlConnection) -> anyhow::Result<bool> {
                 id,
                 buyer_id: demo_order_buyer(id),
                 total_price: demo_order_total(id),
-                status: OrderStatus::Pending.as_str().to_owned(),
+                status: OrderStatus::Pending,
                 created_at: now,
                 paid_at: None,
             })

@@ -18,7 +18,7 @@ use chrono::Utc;
 use super::mailbox::{Handling, Mailbox, Permit};
 use super::publisher::{OutboundEvent, PublisherHandle};
 use crate::db::writer::{WriteOp, WriteResult, commit_batch};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, ErrorClass};
 use crate::metrics::{Metrics, Outcome};
 
 /// The answer to one submitted write.
@@ -77,10 +77,6 @@ impl CoordinatorHandle {
             completion,
             permit,
         });
-    }
-
-    pub fn mailbox(&self) -> &Arc<Mailbox> {
-        &self.mailbox
     }
 }
 
@@ -190,12 +186,10 @@ fn deliver(waiters: Vec<Waiter>, outcome: Result<Vec<WriteResult>, DbError>) {
             }
         }
         Err(error) => {
-            let reply_error = if error.is_transient() {
-                tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), batch_ops = waiters.len(), "batch commit failed");
-                CommitError::Unavailable
-            } else {
-                tracing::error!(error = ?error, batch_ops = waiters.len(), "batch commit failed unexpectedly");
-                CommitError::Internal
+            let what = format!("committing a batch of {} writes", waiters.len());
+            let reply_error = match error.classify(&what) {
+                ErrorClass::Transient => CommitError::Unavailable,
+                ErrorClass::Bug => CommitError::Internal,
             };
             for (complete, _permit, handling) in waiters {
                 handling.finish(Outcome::Failed);

@@ -1,6 +1,6 @@
-use crate::db::DbError;
-use crate::domain::DomainError;
+use crate::db::{DbError, ErrorClass};
 pub use crate::domain::buyer::{Receipt, StoredResponse};
+use crate::domain::{DomainError, RejectionReason};
 
 /// Which queue was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,12 +12,17 @@ pub enum OverloadReason {
 }
 
 impl OverloadReason {
-    pub fn as_str(self) -> &'static str {
+    /// The 503's reason, as counted and documented.
+    pub fn rejection(self) -> RejectionReason {
         match self {
-            OverloadReason::BuyerMailbox => "buyer_mailbox_full",
-            OverloadReason::CommitQueue => "commit_queue_full",
-            OverloadReason::InFlight => "in_flight_limit",
+            OverloadReason::BuyerMailbox => RejectionReason::BuyerMailboxFull,
+            OverloadReason::CommitQueue => RejectionReason::CommitQueueFull,
+            OverloadReason::InFlight => RejectionReason::InFlightLimit,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.rejection().as_str()
     }
 }
 
@@ -48,13 +53,11 @@ pub enum BuyerError {
 }
 
 impl BuyerError {
+    /// A failure loading the buyer's state; classified and logged by `DbError::classify`.
     pub fn from_db(error: DbError) -> BuyerError {
-        if error.is_transient() {
-            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "loading buyer state failed");
-            BuyerError::DatabaseUnavailable
-        } else {
-            tracing::error!(error = ?error, "loading buyer state failed unexpectedly");
-            BuyerError::Internal
+        match error.classify("loading buyer state") {
+            ErrorClass::Transient => BuyerError::DatabaseUnavailable,
+            ErrorClass::Bug => BuyerError::Internal,
         }
     }
 }

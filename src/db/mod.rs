@@ -8,7 +8,8 @@ pub mod outbox;
 pub mod pool;
 pub mod queries;
 pub mod schema;
+mod types;
 pub mod writer;
 
-pub use error::DbError;
+pub use error::{DbError, ErrorClass};
 pub use pool::{Db, DbPool, PoolSettings, build_pool, ensure_database, run_migrations};

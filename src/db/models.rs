@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::outbox::OutboxStatus;
 use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
+use crate::domain::{EntryKind, OrderStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = balances, check_for_backend(diesel::mysql::Mysql))]
@@ -20,7 +22,7 @@ pub struct BalanceRow {
 pub struct LedgerRow {
     pub buyer_id: i64,
     pub version: i64,
-    pub kind: String,
+    pub kind: EntryKind,
     pub amount: i64,
     pub balance_after: i64,
     pub order_id: Option<i64>,
@@ -34,7 +36,7 @@ pub struct OrderRow {
     pub id: i64,
     pub buyer_id: i64,
     pub total_price: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub created_at: NaiveDateTime,
     pub paid_at: Option<NaiveDateTime>,
 }
@@ -84,7 +86,7 @@ pub struct OutboxEventRow {
     pub buyer_id: i64,
     pub payload: String,
     pub occurred_at: NaiveDateTime,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub published_at: Option<NaiveDateTime>,

@@ -2,13 +2,40 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Datetime, Integer, Text};
 
 use super::models::OutboxEventRow;
 use super::schema::outbox_events;
 
-pub const PENDING: &str = "PENDING";
-pub const PUBLISHED: &str = "PUBLISHED";
-pub const DEAD: &str = "DEAD";
+/// Where an event is in its delivery (the `status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxStatus {
+    /// Committed, not yet acknowledged by the broker.
+    Pending,
+    /// Acknowledged by the broker; pruned after a grace period.
+    Published,
+    /// Parked after too many failed attempts, until redriven.
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "PENDING",
+            OutboxStatus::Published => "PUBLISHED",
+            OutboxStatus::Dead => "DEAD",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(OutboxStatus::Pending),
+            "PUBLISHED" => Some(OutboxStatus::Published),
+            "DEAD" => Some(OutboxStatus::Dead),
+            _ => None,
+        }
+    }
+}
 
 /// Longest error text kept for a dead event (the column's size).
 const LAST_ERROR_MAX_CHARS: usize = 1024;
@@ -21,7 +48,7 @@ pub fn pending(
 ) -> QueryResult<Vec<OutboxEventRow>> {
     outbox_events::table
         .filter(outbox_events::published_at.is_null())
-        .filter(outbox_events::status.eq(PENDING))
+        .filter(outbox_events::status.eq(OutboxStatus::Pending))
         .filter(outbox_events::occurred_at.le(cutoff))
         .order((outbox_events::published_at.asc(), outbox_events::seq.asc()))
         .limit(limit)
@@ -40,16 +67,16 @@ pub fn mark_published(
     diesel::update(
         outbox_events::table
             .filter(outbox_events::event_id.eq_any(event_ids))
-            .filter(outbox_events::status.eq(PENDING)),
+            .filter(outbox_events::status.eq(OutboxStatus::Pending)),
     )
     .set((
-        outbox_events::status.eq(PUBLISHED),
+        outbox_events::status.eq(OutboxStatus::Published),
         outbox_events::published_at.eq(now),
     ))
     .execute(conn)
 }
 
-/// Counts a failed delivery; the event is parked as DEAD once it reaches `max_attempts`.
+/// Counts a failed delivery; the event is parked as dead once it reaches `max_attempts`.
 /// Returns whether it is dead now.
 pub fn record_failure(
     conn: &mut MysqlConnection,
@@ -60,18 +87,20 @@ pub fn record_failure(
     let error: String = error.chars().take(LAST_ERROR_MAX_CHARS).collect();
     diesel::sql_query(
         "UPDATE outbox_events SET attempts = attempts + 1, last_error = ?, \
-         status = IF(attempts >= ?, 'DEAD', status) WHERE event_id = ? AND status = 'PENDING'",
+         status = IF(attempts >= ?, ?, status) WHERE event_id = ? AND status = ?",
     )
-    .bind::<diesel::sql_types::Varchar, _>(error)
-    .bind::<diesel::sql_types::Integer, _>(max_attempts)
-    .bind::<diesel::sql_types::Varchar, _>(event_id)
+    .bind::<Text, _>(error)
+    .bind::<Integer, _>(max_attempts)
+    .bind::<Text, _>(OutboxStatus::Dead)
+    .bind::<Text, _>(event_id)
+    .bind::<Text, _>(OutboxStatus::Pending)
     .execute(conn)?;
-    let status: Option<String> = outbox_events::table
+    let status: Option<OutboxStatus> = outbox_events::table
         .filter(outbox_events::event_id.eq(event_id))
         .select(outbox_events::status)
         .first(conn)
         .optional()?;
-    Ok(status.as_deref() == Some(DEAD))
+    Ok(status == Some(OutboxStatus::Dead))
 }
 
 /// Deletes up to `limit` events published before `cutoff`.
@@ -80,18 +109,17 @@ pub fn prune_published(
     cutoff: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM outbox_events WHERE status = 'PUBLISHED' AND published_at < ? LIMIT ?",
-    )
-    .bind::<diesel::sql_types::Datetime, _>(cutoff)
-    .bind::<diesel::sql_types::BigInt, _>(limit)
-    .execute(conn)
+    diesel::sql_query("DELETE FROM outbox_events WHERE status = ? AND published_at < ? LIMIT ?")
+        .bind::<Text, _>(OutboxStatus::Published)
+        .bind::<Datetime, _>(cutoff)
+        .bind::<BigInt, _>(limit)
+        .execute(conn)
 }
 
 pub fn dead(conn: &mut MysqlConnection, limit: i64) -> QueryResult<Vec<OutboxEventRow>> {
     outbox_events::table
         .filter(outbox_events::published_at.is_null())
-        .filter(outbox_events::status.eq(DEAD))
+        .filter(outbox_events::status.eq(OutboxStatus::Dead))
         .order(outbox_events::seq.asc())
         .limit(limit)
         .select(OutboxEventRow::as_select())
@@ -101,16 +129,18 @@ pub fn dead(conn: &mut MysqlConnection, limit: i64) -> QueryResult<Vec<OutboxEve
 /// Puts dead events (all, or the given ones) back in line with a fresh attempt count.
 pub fn redrive(conn: &mut MysqlConnection, event_ids: Option<&[String]>) -> QueryResult<usize> {
     let reset = (
-        outbox_events::status.eq(PENDING),
+        outbox_events::status.eq(OutboxStatus::Pending),
         outbox_events::attempts.eq(0),
     );
     match event_ids {
-        None => diesel::update(outbox_events::table.filter(outbox_events::status.eq(DEAD)))
-            .set(reset)
-            .execute(conn),
+        None => diesel::update(
+            outbox_events::table.filter(outbox_events::status.eq(OutboxStatus::Dead)),
+        )
+        .set(reset)
+        .execute(conn),
         Some(ids) => diesel::update(
             outbox_events::table
-                .filter(outbox_events::status.eq(DEAD))
+                .filter(outbox_events::status.eq(OutboxStatus::Dead))
                 .filter(outbox_events::event_id.eq_any(ids)),
         )
         .set(reset)
@@ -122,7 +152,7 @@ pub fn redrive(conn: &mut MysqlConnection, event_ids: Option<&[String]>) -> Quer
 pub fn backlog(conn: &mut MysqlConnection) -> QueryResult<i64> {
     outbox_events::table
         .filter(outbox_events::published_at.is_null())
-        .filter(outbox_events::status.eq(PENDING))
+        .filter(outbox_events::status.eq(OutboxStatus::Pending))
         .count()
         .get_result(conn)
 }

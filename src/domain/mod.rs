@@ -8,6 +8,7 @@ mod ids;
 mod ledger;
 mod money;
 mod receipts;
+mod rejection;
 
 pub use error::DomainError;
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
@@ -15,3 +16,4 @@ pub use ids::{BuyerId, IdParseError, OrderId, PaymentId};
 pub use ledger::{BalanceState, EntryKind, Movement, OrderStatus};
 pub use money::{AmountParseError, Points};
 pub use receipts::{ChargeReceipt, OrderView, PaymentReceipt};
+pub use rejection::RejectionReason;

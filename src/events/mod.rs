@@ -99,7 +99,9 @@ fn outbox_row<T: Serialize>(
         event_type: event_type.to_owned(),
         schema_version: SCHEMA_VERSION,
         buyer_id,
-        payload: serde_json::to_string(&envelope).unwrap_or_default(),
+        // Plain data with string keys cannot fail to serialize; if it ever did, an empty payload
+        // would commit with the payment and reach consumers as an event nobody can read.
+        payload: serde_json::to_string(&envelope).expect("an event envelope serializes to JSON"),
         occurred_at: at.naive_utc(),
     }
 }

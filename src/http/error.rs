@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
-use crate::db::DbError;
-use crate::domain::{AmountParseError, DomainError, IdParseError};
+use crate::db::{DbError, ErrorClass};
+use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_S: &str = "1";
@@ -132,25 +132,22 @@ impl ApiError {
     }
 
     /// Why a 503 was answered, as counted by `payment_engine_rejections_total`.
-    fn rejection_reason(&self) -> Option<&'static str> {
+    fn rejection_reason(&self) -> Option<RejectionReason> {
         match self {
-            ApiError::Overloaded(reason) => Some(reason.as_str()),
-            ApiError::DatabaseUnavailable => Some("database_unavailable"),
-            ApiError::WriteConflict => Some("write_conflict"),
-            ApiError::Timeout => Some("request_timeout"),
-            ApiError::ShuttingDown => Some("shutting_down"),
+            ApiError::Overloaded(reason) => Some(reason.rejection()),
+            ApiError::DatabaseUnavailable => Some(RejectionReason::DatabaseUnavailable),
+            ApiError::WriteConflict => Some(RejectionReason::WriteConflict),
+            ApiError::Timeout => Some(RejectionReason::RequestTimeout),
+            ApiError::ShuttingDown => Some(RejectionReason::ShuttingDown),
             _ => None,
         }
     }
 
-    /// A database failure on a read path; logged here, once.
+    /// A database failure on a read path; classified and logged, once, by `DbError::classify`.
     pub fn from_db(error: DbError) -> ApiError {
-        if error.is_transient() {
-            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "database unavailable");
-            ApiError::DatabaseUnavailable
-        } else {
-            tracing::error!(error = ?error, "database query failed");
-            ApiError::Internal
+        match error.classify("answering from the database") {
+            ErrorClass::Transient => ApiError::DatabaseUnavailable,
+            ErrorClass::Bug => ApiError::Internal,
         }
     }
 }

@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, web};
 
 use super::AppState;
 use crate::db::outbox;
+use crate::domain::RejectionReason;
 use crate::metrics::{Metrics, method_label};
 
 /// How long a scrape waits for the outbox backlog count before reporting the last one.
@@ -16,7 +17,7 @@ const BACKLOG_QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A 503's reason, left in the response's extensions for the middleware to count.
 #[derive(Debug, Clone, Copy)]
-pub struct Rejection(pub &'static str);
+pub struct Rejection(pub RejectionReason);
 
 /// Prometheus metrics, OpenMetrics text format.
 #[utoipa::path(
@@ -65,6 +66,6 @@ fn record<B>(
     let route = route.as_deref().unwrap_or("unmatched");
     metrics.http_request(route, method, response.status().as_u16(), took);
     if let Some(Rejection(reason)) = response.response().extensions().get::<Rejection>() {
-        metrics.rejection(reason);
+        metrics.rejection(*reason);
     }
 }

@@ -165,10 +165,10 @@ pub fn check_buyer(
     check_acknowledged(db, books, buyer)?;
     for order in db.orders_of(id) {
         let paid = payments.remove(&order.id).unwrap_or(0);
-        let expected = usize::from(order.status == OrderStatus::Paid.as_str());
+        let expected = usize::from(order.status == OrderStatus::Paid);
         if paid != expected {
             return Err(format!(
-                "order {} is {} with {paid} payments",
+                "order {} is {:?} with {paid} payments",
                 order.id, order.status
             ));
         }
@@ -219,7 +219,7 @@ pub fn check_all(db: &ModelDb) -> Result<(), String> {
     }
     for order in &rows.orders {
         let paid = paid.get(&order.id).copied();
-        let expected = (order.status == OrderStatus::Paid.as_str()).then_some(order.total_price);
+        let expected = (order.status == OrderStatus::Paid).then_some(order.total_price);
         if paid != expected {
             return Err(format!("order {order:?} has payment {paid:?}"));
         }

@@ -6,6 +6,7 @@ mod kafka;
 
 mod auth;
 mod concurrency;
+mod db_errors;
 mod drills;
 mod durability;
 mod errors;

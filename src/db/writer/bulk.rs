@@ -2,7 +2,7 @@
 //!
 //! Every statement states its expectations in its WHERE clause and the affected-row count is
 //! compared with the number of writes; any shortfall (a stale fence, an order no longer
-//! PENDING) or duplicate key rolls the whole transaction back, and the caller applies the batch
+//! pending) or duplicate key rolls the whole transaction back, and the caller applies the batch
 //! again the checked way, which finds out which write was refused.
 
 use chrono::NaiveDateTime;
@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel::query_builder::BoxedSqlQuery;
 use diesel::query_builder::SqlQuery;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{BigInt, Datetime};
+use diesel::sql_types::{BigInt, Datetime, Text};
 
 use super::tx;
 use super::{
@@ -20,6 +20,7 @@ use super::{
 };
 use crate::db::models::{BalanceRow, IdempotencyRow, PaymentRow};
 use crate::db::schema::{balances, idempotency_keys};
+use crate::domain::OrderStatus;
 
 /// Something in the batch was refused; roll back and apply it checked.
 struct Refused;
@@ -112,8 +113,7 @@ fn insert_idempotency_records(
     Ok(())
 }
 
-/// `UPDATE orders SET status='PAID'` for every payment, each only if still PENDING and the
-/// payer's.
+/// Marks the order of every payment paid, each only if still pending and the payer's.
 fn mark_orders_paid(conn: &mut MysqlConnection, ops: &[WriteOp]) -> Result<(), Failure> {
     let paid: Vec<&PaymentRow> = ops
         .iter()
@@ -126,13 +126,15 @@ fn mark_orders_paid(conn: &mut MysqlConnection, ops: &[WriteOp]) -> Result<(), F
         return Ok(());
     }
     let sql = format!(
-        "UPDATE orders SET status = 'PAID', paid_at = CASE id {} END \
-         WHERE id IN ({}) AND status = 'PENDING' AND (id, buyer_id) IN ({})",
+        "UPDATE orders SET status = ?, paid_at = CASE id {} END \
+         WHERE id IN ({}) AND status = ? AND (id, buyer_id) IN ({})",
         placeholders(paid.len(), "WHEN ? THEN ?"),
         placeholders(paid.len(), "?"),
         placeholders(paid.len(), "(?, ?)"),
     );
-    let mut query: BoxedSqlQuery<'_, Mysql, SqlQuery> = diesel::sql_query(sql).into_boxed();
+    let mut query: BoxedSqlQuery<'_, Mysql, SqlQuery> = diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<Text, _>(OrderStatus::Paid);
     for payment in &paid {
         query = query
             .bind::<BigInt, _>(payment.order_id)
@@ -141,6 +143,7 @@ fn mark_orders_paid(conn: &mut MysqlConnection, ops: &[WriteOp]) -> Result<(), F
     for payment in &paid {
         query = query.bind::<BigInt, _>(payment.order_id);
     }
+    query = query.bind::<Text, _>(OrderStatus::Pending);
     for payment in &paid {
         query = query
             .bind::<BigInt, _>(payment.order_id)

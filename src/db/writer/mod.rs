@@ -18,6 +18,7 @@ mod tx;
 use super::models::{BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow};
 use super::queries;
 use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
+use crate::domain::OrderStatus;
 
 pub use crate::domain::buyer::Fence;
 pub use plan::{known_order, stored_balance};
@@ -265,10 +266,10 @@ fn mark_order_paid(conn: &mut MysqlConnection, payment: &PaymentRow) -> Result<(
         orders::table
             .find(payment.order_id)
             .filter(orders::buyer_id.eq(payment.buyer_id))
-            .filter(orders::status.eq("PENDING")),
+            .filter(orders::status.eq(OrderStatus::Pending)),
     )
     .set((
-        orders::status.eq("PAID"),
+        orders::status.eq(OrderStatus::Paid),
         orders::paid_at.eq(payment.paid_at),
     ))
     .execute(conn)?;
@@ -276,7 +277,7 @@ fn mark_order_paid(conn: &mut MysqlConnection, payment: &PaymentRow) -> Result<(
         return Ok(());
     }
     let rejection = match queries::find_order(conn, payment.order_id)? {
-        Some(order) if order.buyer_id == payment.buyer_id && order.status == "PAID" => {
+        Some(order) if order.buyer_id == payment.buyer_id && order.status == OrderStatus::Paid => {
             Rejection::OrderAlreadyPaid
         }
         _ => Rejection::OrderNotFound,

@@ -35,7 +35,7 @@ impl WriteOp {
                 id: order_id.get(),
                 buyer_id: buyer.get(),
                 total_price: total_price.get(),
-                status: OrderStatus::Pending.as_str().to_owned(),
+                status: OrderStatus::Pending,
                 created_at: write.at.naive_utc(),
                 paid_at: None,
             }),
@@ -66,7 +66,7 @@ fn balance_change(
         entry: LedgerRow {
             buyer_id: buyer.get(),
             version: movement.version,
-            kind: movement.kind.as_str().to_owned(),
+            kind: movement.kind,
             amount: movement.amount.get(),
             balance_after: movement.balance_after.get(),
             order_id: payment.map(|(order, _)| order.get()),
@@ -151,8 +151,8 @@ pub fn stored_balance(row: &BalanceRow) -> StoredBalance {
 /// An order row (or its absence) as `buyer`'s rules take it.
 pub fn known_order(buyer: BuyerId, row: Option<&OrderRow>) -> KnownOrder {
     match row {
-        Some(row) if row.buyer_id == buyer.get() => match OrderStatus::parse(&row.status) {
-            Some(OrderStatus::Pending) => KnownOrder::Payable(Points::new(row.total_price)),
+        Some(row) if row.buyer_id == buyer.get() => match row.status {
+            OrderStatus::Pending => KnownOrder::Payable(Points::new(row.total_price)),
             _ => KnownOrder::Paid,
         },
         _ => KnownOrder::NotOurs,

@@ -14,11 +14,12 @@ use super::ModelError;
 use crate::db::models::{
     BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, OutboxEventRow, PaymentRow,
 };
+use crate::db::outbox::OutboxStatus;
 use crate::db::writer::Fence;
 use crate::domain::{EntryKind, OrderStatus};
 
 /// The status a new outbox row gets from its column default.
-const OUTBOX_DEFAULT_STATUS: &str = "PENDING";
+const OUTBOX_DEFAULT_STATUS: OutboxStatus = OutboxStatus::Pending;
 
 /// What undoes one change.
 #[derive(Debug, Clone)]
@@ -315,25 +316,25 @@ fn outbox_row(seq: i64, row: &NewOutboxEvent) -> OutboxEventRow {
         buyer_id: row.buyer_id,
         payload: row.payload.clone(),
         occurred_at: row.occurred_at,
-        status: OUTBOX_DEFAULT_STATUS.to_owned(),
+        status: OUTBOX_DEFAULT_STATUS,
         attempts: 0,
         last_error: None,
         published_at: None,
     }
 }
 
-// Statuses and kinds as the rows store them: the only place that knows they are strings.
+// Statuses and kinds as the rows store them.
 
 pub(super) fn has_status(order: &OrderRow, status: OrderStatus) -> bool {
-    order.status == status.as_str()
+    order.status == status
 }
 
 fn set_status(order: &mut OrderRow, status: OrderStatus) {
-    order.status = status.as_str().to_owned();
+    order.status = status;
 }
 
-pub(super) fn charge_kind() -> String {
-    EntryKind::Charge.as_str().to_owned()
+pub(super) fn charge_kind() -> EntryKind {
+    EntryKind::Charge
 }
 
 // The CHECK constraints of the migrations, in the order they are declared.
@@ -344,13 +345,11 @@ fn check_balance(row: &BalanceRow) -> Result<(), ModelError> {
 }
 
 fn check_ledger(row: &LedgerRow) -> Result<(), ModelError> {
-    check(EntryKind::parse(&row.kind).is_some(), "ledger_kind")?;
     check(row.balance_after >= 0, "ledger_balance_after_not_negative")
 }
 
 fn check_order(row: &OrderRow) -> Result<(), ModelError> {
-    check(row.total_price > 0, "orders_total_positive")?;
-    check(OrderStatus::parse(&row.status).is_some(), "orders_status")
+    check(row.total_price > 0, "orders_total_positive")
 }
 
 fn check(holds: bool, constraint: &'static str) -> Result<(), ModelError> {

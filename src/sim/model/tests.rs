@@ -33,7 +33,7 @@ fn change(buyer: i64, expected: Option<Fence>, from: (i64, i64), amount: i64) ->
         entry: LedgerRow {
             buyer_id: buyer,
             version: version + 1,
-            kind: kind.as_str().to_owned(),
+            kind,
             amount,
             balance_after: balance + amount,
             order_id: None,
@@ -87,7 +87,7 @@ fn create_order(buyer: i64, order: i64, price: i64) -> WriteOp {
             id: order,
             buyer_id: buyer,
             total_price: price,
-            status: OrderStatus::Pending.as_str().to_owned(),
+            status: OrderStatus::Pending,
             created_at: at(0),
             paid_at: None,
         }),
@@ -178,7 +178,7 @@ fn an_order_is_paid_once_and_only_by_its_buyer() {
     ];
     assert_eq!(results, expected);
     let order = db.find_order(10).expect("the order");
-    assert_eq!(order.status, OrderStatus::Paid.as_str());
+    assert_eq!(order.status, OrderStatus::Paid);
     assert_eq!(order.paid_at, Some(at(1)));
     let events: Vec<&str> = db.outbox_events().map(|e| e.event_id.as_str()).collect();
     assert_eq!(events, ["pay-10"]);
