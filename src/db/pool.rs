@@ -243,10 +243,6 @@ impl Db {
         }
     }
 
-    pub fn pool(&self) -> &DbPool {
-        &self.pool
-    }
-
     /// Runs `f` with a pooled connection on tokio's blocking thread pool, carrying the span.
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where

@@ -10,10 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
-
-/// Routes open without a token: what orchestrators and Prometheus call.
-const OPEN_PATHS: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
+use super::{ApiError, AppState, OPEN_PATHS};
 
 pub async fn require_token(
     req: ServiceRequest,
