@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::Points;
+use crate::http::auth::ApiTokens;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,73 +38,6 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::events::cli::EventsCommand,
     },
-}
-
-/// The accepted service tokens. Never printed: `Debug` shows only how many there are, and a
-/// malformed value is reported at start-up without echoing it (clap would).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ApiTokens(Vec<String>, Option<String>);
-
-impl ApiTokens {
-    /// For clap: never fails, so the value never appears in an argument error; [`check`]
-    /// reports what is wrong with it.
-    ///
-    /// [`check`]: ApiTokens::check
-    pub fn from_flag(raw: &str) -> Result<ApiTokens, std::convert::Infallible> {
-        Ok(ApiTokens::parse(raw).unwrap_or_else(|problem| ApiTokens(Vec::new(), Some(problem))))
-    }
-
-    /// Whether the configured value was valid.
-    pub fn check(&self) -> Result<(), String> {
-        match &self.1 {
-            Some(problem) => Err(format!("API_TOKENS: {problem}")),
-            None => Ok(()),
-        }
-    }
-
-    /// Shortest token accepted: a guessable token is worse than none, as it looks like security.
-    pub const MIN_LEN: usize = 16;
-
-    pub fn parse(raw: &str) -> Result<ApiTokens, String> {
-        let tokens: Vec<String> = raw
-            .split(',')
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if let Some(short) = tokens.iter().find(|token| token.len() < Self::MIN_LEN) {
-            return Err(format!(
-                "every API token needs at least {} characters (one has {})",
-                Self::MIN_LEN,
-                short.len()
-            ));
-        }
-        if let Some(bad) = tokens
-            .iter()
-            .find(|token| !token.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(format!(
-                "API tokens must be printable ASCII without spaces (one of {} characters is not)",
-                bad.len()
-            ));
-        }
-        Ok(ApiTokens(tokens, None))
-    }
-
-    /// Tokens are required (a malformed value requires them too: it never opens the API).
-    pub fn is_enabled(&self) -> bool {
-        !self.0.is_empty() || self.1.is_some()
-    }
-
-    pub fn tokens(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ApiTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiTokens({} configured)", self.0.len())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

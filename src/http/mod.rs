@@ -40,7 +40,7 @@ pub struct AppState {
     pub max_order: Points,
     pub request_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub api_tokens: crate::config::ApiTokens,
+    pub api_tokens: auth::ApiTokens,
     pub in_flight: admission::InFlight,
     pub draining: admission::Draining,
 }

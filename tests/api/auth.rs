@@ -6,7 +6,7 @@ use reqwest::Method;
 
 use crate::helpers::{ApiResponse, TestApp, TestDatabase, spawn_app_with};
 use crate::kafka::{EngineProcess, engine_command};
-use payment_engine::config::ApiTokens;
+use payment_engine::http::auth::ApiTokens;
 
 const ALPHA: &str = "alpha-token-0123456789";
 const BETA: &str = "beta-token-abcdefghijk";
