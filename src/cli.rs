@@ -4,7 +4,6 @@ use anyhow::Context;
 use diesel::{Connection, MysqlConnection};
 
 use crate::config::{Cli, Command, Settings};
-use crate::db::pool::redact;
 use crate::db::{ensure_database, run_migrations};
 use crate::seed::seed_demo_data;
 use crate::startup::Application;
@@ -39,7 +38,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let bind = settings.bind_addr;
     let app = Application::build(settings.clone()).await?;
     tracing::info!(
-        address = %bind, port = app.port(), database = %redact(&settings.database_url),
+        address = %bind, port = app.port(), database = %settings.database_url,
         "payment-engine listening; API docs at /docs/"
     );
     app.stop_on_signals()?;
@@ -51,13 +50,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
     ensure_database(&settings.database_url)?;
     run_migrations(&settings.database_url)?;
-    tracing::info!(database = %redact(&settings.database_url), "migrations applied");
+    tracing::info!(database = %settings.database_url, "migrations applied");
     Ok(())
 }
 
 fn seed(settings: &Settings) -> anyhow::Result<()> {
-    let mut conn = MysqlConnection::establish(&settings.database_url)
-        .with_context(|| format!("cannot connect to {}", redact(&settings.database_url)))?;
+    let mut conn = MysqlConnection::establish(settings.database_url.expose_secret())
+        .with_context(|| format!("cannot connect to {}", settings.database_url))?;
     if seed_demo_data(&mut conn)? {
         tracing::info!("demo data loaded: buyers 1..7, orders 1..107");
     } else {

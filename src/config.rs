@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::db::DatabaseUrl;
 use crate::domain::Points;
 use crate::http::auth::ApiTokens;
 
@@ -53,9 +54,12 @@ pub struct Settings {
         long,
         env = "DATABASE_URL",
         global = true,
-        default_value = "mysql://root@127.0.0.1:3306/payment_engine"
+        default_value = "mysql://root@127.0.0.1:3306/payment_engine",
+        // It may hold a password: `--help` must not show the environment's value.
+        hide_env_values = true,
+        value_parser = DatabaseUrl::from_flag
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 
     /// Address the HTTP server listens on (port 0 picks a free port).
     #[arg(

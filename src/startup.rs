@@ -14,7 +14,7 @@ use crate::actors::publisher::{KafkaPublisher, PublisherHandle};
 use crate::actors::{BuyerDeps, BuyerRegistry, PaymentCoordinator};
 use crate::config::Settings;
 use crate::db::ids::IdAllocator;
-use crate::db::{Db, PoolSettings, ensure_database, queries, run_migrations};
+use crate::db::{Db, PoolSettings, build_pool, ensure_database, queries, run_migrations};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 
@@ -49,7 +49,7 @@ impl Application {
         .await
         .context("migration task failed")??;
 
-        let pool = crate::db::pool::build_pool(
+        let pool = build_pool(
             &settings.database_url,
             &PoolSettings {
                 max_size: settings.db_pool_size.max(2),

@@ -1,6 +1,7 @@
 //! Persistence: the generated schema, row structs, plain query functions taking
 //! `&mut MysqlConnection`, and the group-commit writer.
 
+mod database_url;
 mod error;
 pub mod ids;
 pub mod models;
@@ -10,5 +11,6 @@ pub mod queries;
 pub mod schema;
 pub mod writer;
 
+pub use database_url::DatabaseUrl;
 pub use error::DbError;
 pub use pool::{Db, DbPool, PoolSettings, build_pool, ensure_database, run_migrations};

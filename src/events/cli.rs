@@ -134,7 +134,8 @@ async fn tail(
 
 fn connect(settings: &Settings) -> anyhow::Result<MysqlConnection> {
     crate::db::run_migrations(&settings.database_url)?;
-    MysqlConnection::establish(&settings.database_url).context("connecting to the database")
+    MysqlConnection::establish(settings.database_url.expose_secret())
+        .context("connecting to the database")
 }
 
 fn dead(settings: &Settings, limit: i64) -> anyhow::Result<()> {

@@ -216,7 +216,7 @@ async fn while_the_database_is_unreachable_requests_answer_503_database_unavaila
     let user = DbUser::create(&db);
     let url = format!("{}/{}", server_url_as(&user.name), db.name());
     let app = spawn_app_on_with(&db, |s| {
-        s.database_url = url;
+        s.database_url = url.into();
         s.db_checkout_timeout_ms = 500;
     })
     .await;

@@ -165,7 +165,7 @@ impl Drop for TestApp {
 /// The settings every test engine starts from.
 pub fn test_settings(db: &TestDatabase) -> Settings {
     let mut settings = Settings::defaults();
-    settings.database_url = db.url();
+    settings.database_url = db.url().into();
     settings.bind_addr = "127.0.0.1:0".parse().unwrap();
     settings.http_workers = 2;
     settings.actor_threads = 2;
