@@ -3,49 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser};
 
 use crate::db::DatabaseUrl;
 use crate::domain::Points;
 use crate::http::auth::ApiTokens;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "payment-engine",
-    version,
-    about = "Actor-based payment engine: points, orders, payments"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub settings: Settings,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Migrate the database, then serve the HTTP API (the default).
-    Serve {
-        /// Also load the demo data (see `seed`) before serving.
-        #[arg(long, env = "SEED_DEMO_DATA")]
-        seed: bool,
-    },
-    /// Create the database if missing and apply pending migrations, then exit.
-    Migrate,
-    /// Load demo data: buyers 1..7 with a starting balance and orders 1..107 spread over them.
-    Seed,
-    /// Events: tail the topics, list and re-drive dead events.
-    Events {
-        #[command(subcommand)]
-        command: crate::events::cli::EventsCommand,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -247,7 +210,7 @@ pub struct Settings {
 impl Settings {
     /// The defaults, as `payment-engine` with no flags and no environment would use.
     pub fn defaults() -> Settings {
-        Cli::parse_from(["payment-engine"]).settings
+        Defaults::parse_from(["payment-engine"]).settings
     }
 
     pub fn max_charge(&self) -> Points {
@@ -293,6 +256,13 @@ impl Settings {
     pub fn http_workers(&self) -> usize {
         or_cores(self.http_workers)
     }
+}
+
+/// The settings alone, without the commands of the `payment-engine` binary (`cli`).
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    settings: Settings,
 }
 
 fn or_cores(n: usize) -> usize {
