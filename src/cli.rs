@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use diesel::{Connection, MysqlConnection};
 
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::db::{DatabaseUrl, ensure_database, run_migrations};
 use crate::events::admin;
 use crate::seed::seed_demo_data;
@@ -56,8 +56,13 @@ pub enum EventsCommand {
         #[arg(long)]
         max_messages: Option<u64>,
         /// Stop when no message arrived for this long.
-        #[arg(long)]
-        idle_timeout_s: Option<u64>,
+        #[arg(
+            id = "idle_timeout_s",
+            value_name = "IDLE_TIMEOUT_S",
+            long = "idle-timeout-s",
+            value_parser = config::seconds
+        )]
+        idle_timeout: Option<Duration>,
     },
     /// List events parked as dead, with their last error.
     Dead {
@@ -75,12 +80,12 @@ pub enum EventsCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command.unwrap_or(Command::Serve { seed: false }) {
-        Command::Migrate => blocking(move || migrate(&settings.database_url)).await,
-        Command::Seed => blocking(move || migrate_and_seed(&settings.database_url)).await,
+        Command::Migrate => blocking(move || migrate(&settings.database.url)).await,
+        Command::Seed => blocking(move || migrate_and_seed(&settings.database.url)).await,
         Command::Events { command } => events(settings, command).await,
         Command::Serve { seed: with_seed } => {
             if with_seed {
-                let url = settings.database_url.clone();
+                let url = settings.database.url.clone();
                 blocking(move || migrate_and_seed(&url)).await?;
             }
             serve(settings).await
@@ -89,8 +94,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let bind = settings.bind_addr;
-    let database = settings.database_url.clone();
+    let bind = settings.http.bind_addr;
+    let database = settings.database.url.clone();
     let app = Application::build(settings).await?;
     tracing::info!(
         address = %bind, port = app.port(), database = %database,
@@ -103,16 +108,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn events(settings: Settings, command: EventsCommand) -> anyhow::Result<()> {
-    let url = settings.database_url;
+    let url = settings.database.url;
     match command {
         EventsCommand::Tail {
             from_beginning,
             max_messages,
-            idle_timeout_s,
-        } => {
-            let idle_timeout = idle_timeout_s.map(Duration::from_secs);
-            admin::tail(&settings.kafka, from_beginning, max_messages, idle_timeout).await
-        }
+            idle_timeout,
+        } => admin::tail(&settings.kafka, from_beginning, max_messages, idle_timeout).await,
         EventsCommand::Dead { limit } => blocking(move || admin::dead(&url, limit)).await,
         EventsCommand::Redrive { all, event_ids } => {
             if !all && event_ids.is_empty() {
@@ -163,6 +165,60 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed_and_its_defaults_parse() {
         Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "payment-engine",
+            "events",
+            "tail",
+            "--idle-timeout-s",
+            "3",
+            "--buyer-idle-timeout-s",
+            "5",
+        ])
+        .expect("events tail parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Events {
+                command: EventsCommand::Tail { idle_timeout: Some(t), .. }
+            }) if t == Duration::from_secs(3)
+        ));
+        // Settings and command options are told apart (clap matches them by id).
+        assert_eq!(cli.settings.buyers.idle_timeout, Duration::from_secs(5));
         let _ = Settings::defaults();
+    }
+
+    /// The README's configuration table, as (flag, environment variable) pairs.
+    fn documented_settings() -> Vec<(String, String)> {
+        include_str!("../README.md")
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(|cell| cell.trim().trim_matches('`'));
+                let (_, flag, env) = (cells.next()?, cells.next()?, cells.next()?);
+                let name = flag.strip_prefix("--")?;
+                name.starts_with(|c: char| c.is_ascii_lowercase())
+                    .then(|| (flag.to_owned(), env.to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_setting_has_the_flag_and_environment_variable_the_readme_documents() {
+        let command = Cli::command();
+        let settings: Vec<(String, String)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_str()?.to_owned();
+                Some((format!("--{}", arg.get_long()?), env))
+            })
+            .collect();
+        let documented = documented_settings();
+        for setting in &settings {
+            assert!(documented.contains(setting), "README lacks {setting:?}");
+        }
+        for row in &documented {
+            assert!(
+                settings.contains(row),
+                "README documents {row:?}, unknown to clap"
+            );
+        }
     }
 }

@@ -65,14 +65,15 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub struct PoolSettings {
     pub max_size: u32,
     pub checkout_timeout: Duration,
-    /// How long a statement waits for a row lock before failing (InnoDB's default is 50 s).
-    pub lock_wait_timeout_s: u32,
+    /// How long a statement waits for a row lock before failing (InnoDB's default is 50 s);
+    /// whole seconds.
+    pub lock_wait_timeout: Duration,
 }
 
 /// Every connection talks UTC and reads committed data.
 #[derive(Debug)]
 struct SessionSetup {
-    lock_wait_timeout_s: u32,
+    lock_wait_timeout_s: u64,
 }
 
 impl CustomizeConnection<PooledMysql, r2d2::Error> for SessionSetup {
@@ -127,7 +128,7 @@ pub fn build_pool(url: &DatabaseUrl, settings: &PoolSettings) -> DbPool {
         // forever (see `Manager`).
         .test_on_check_out(true)
         .connection_customizer(Box::new(SessionSetup {
-            lock_wait_timeout_s: settings.lock_wait_timeout_s,
+            lock_wait_timeout_s: settings.lock_wait_timeout.as_secs(),
         }))
         .build_unchecked(manager)
 }

@@ -12,7 +12,8 @@ const ALPHA: &str = "alpha-token-0123456789";
 const BETA: &str = "beta-token-abcdefghijk";
 
 async fn app_with_tokens() -> TestApp {
-    spawn_app_with(|s| s.api_tokens = ApiTokens::parse(&format!("{ALPHA}, {BETA}")).unwrap()).await
+    spawn_app_with(|s| s.http.api_tokens = ApiTokens::parse(&format!("{ALPHA}, {BETA}")).unwrap())
+        .await
 }
 
 async fn with_authorization(
