@@ -1,5 +1,5 @@
 use clap::Parser;
-use payment_engine::config::Cli;
+use payment_engine::cli::Cli;
 
 /// Buyer actors come and go by the hundred thousand (started on a first request, stopped when
 /// idle): with glibc's allocator the freed memory stayed with the process (BENCHMARKS.md,

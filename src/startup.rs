@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::actors::publisher::{KafkaPublisher, PublisherHandle};
 use crate::actors::{BuyerDeps, BuyerRegistry, PaymentCoordinator};
-use crate::config::Settings;
+use crate::config::{HttpSettings, Settings};
 use crate::db::ids::IdAllocator;
-use crate::db::{Db, PoolSettings, ensure_database, queries, run_migrations};
+use crate::db::{DatabaseUrl, Db, build_pool, ensure_database, queries, run_migrations};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 
@@ -40,94 +40,26 @@ pub struct Application {
 impl Application {
     /// Creates and migrates the database, starts the actors and binds the HTTP listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        settings.api_tokens.check().map_err(anyhow::Error::msg)?;
-        let url = settings.database_url.clone();
-        tokio::task::spawn_blocking(move || {
-            ensure_database(&url)?;
-            run_migrations(&url)
-        })
-        .await
-        .context("migration task failed")??;
-
-        let pool = crate::db::pool::build_pool(
-            &settings.database_url,
-            &PoolSettings {
-                max_size: settings.db_pool_size.max(2),
-                checkout_timeout: Duration::from_millis(settings.db_checkout_timeout_ms),
-                lock_wait_timeout_s: settings.db_lock_wait_timeout_s,
-            },
-        );
-        let db = Db::new(pool);
+        settings
+            .http
+            .api_tokens
+            .check()
+            .map_err(anyhow::Error::msg)?;
+        migrate(&settings.database.url).await?;
+        let db = Db::new(build_pool(
+            &settings.database.url,
+            &settings.database.pool(),
+        ));
         let metrics = Arc::new(Metrics::new());
         let publisher =
             KafkaPublisher::start(db.clone(), settings.kafka.clone(), Arc::clone(&metrics));
-        let coordinator = PaymentCoordinator::start(
-            db.clone(),
-            publisher.clone(),
-            usize::from(settings.batch_max_ops),
-            settings.coordinator_queue_capacity,
-            Arc::clone(&metrics),
-        );
-        let registry = Arc::new(BuyerRegistry::new(
-            BuyerDeps {
-                db: db.clone(),
-                coordinator,
-                max_balance: settings.max_balance(),
-                idempotency_ttl: settings.idempotency_ttl(),
-                idle_timeout: settings.buyer_idle_timeout(),
-                emit_charge_events: settings.kafka.emit_charge_events,
-                metrics: Arc::clone(&metrics),
-            },
-            settings.actor_threads(),
-            settings.buyer_mailbox_capacity,
-        ));
-        let draining = http::admission::Draining::default();
-        let state = web::Data::new(AppState {
-            registry: Arc::clone(&registry),
-            publisher: publisher.clone(),
-            db: db.clone(),
-            order_ids: IdAllocator::new(db.clone(), "orders", ID_BLOCK_SIZE),
-            payment_ids: IdAllocator::new(db.clone(), "payments", ID_BLOCK_SIZE),
-            max_charge: settings.max_charge(),
-            max_order: settings.max_order(),
-            request_timeout: settings.request_timeout(),
-            metrics,
-            api_tokens: settings.api_tokens.clone(),
-            in_flight: http::admission::InFlight::new(settings.max_in_flight_requests as usize),
-            draining: draining.clone(),
-        });
-
-        let listener = TcpListener::bind(settings.bind_addr)
-            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        let registry = start_buyers(&settings, &db, &publisher, &metrics);
+        let state = app_state(&settings, &db, &publisher, &registry, metrics);
+        let draining = state.draining.clone();
+        let listener = TcpListener::bind(settings.http.bind_addr)
+            .with_context(|| format!("cannot listen on {}", settings.http.bind_addr))?;
         let port = listener.local_addr()?.port();
-        let max_body_bytes = settings.max_body_bytes;
-        let tokens_required = settings.api_tokens.is_enabled();
-        let client_request_timeout = settings.client_request_timeout();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(
-                    http::deadline::body_deadline,
-                ))
-                .wrap(actix_web::middleware::from_fn(http::admission::admit))
-                .wrap(actix_web::middleware::from_fn(http::auth::require_token))
-                .wrap(actix_web::middleware::from_fn(http::metrics::track))
-                .wrap(tracing_actix_web::TracingLogger::default())
-                .app_data(state.clone())
-                .app_data(http::deadline::BodyDeadline(client_request_timeout))
-                .configure(http::configure(max_body_bytes, tokens_required))
-                .default_service(web::to(http::not_found))
-        })
-        .workers(settings.http_workers())
-        // Idle connections outlive the balancer's, so the client side closes them first.
-        .keep_alive(settings.keep_alive())
-        // Slow clients (slowloris) are cut off; actix's defaults, stated where they are decided.
-        .client_request_timeout(client_request_timeout)
-        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        .shutdown_timeout(settings.shutdown_timeout_s)
-        // Signals are handled by `stop_on_signals`, which drains first.
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        let server = http_server(&settings.http, state, listener)?;
         let pruner = tokio::spawn(prune_idempotency_records(db));
         Ok(Application {
             publisher,
@@ -136,7 +68,7 @@ impl Application {
             registry,
             pruner,
             draining,
-            drain: Duration::from_millis(settings.shutdown_drain_ms),
+            drain: settings.http.shutdown_drain,
         })
     }
 
@@ -186,6 +118,108 @@ impl Application {
         self.registry.stop();
         result
     }
+}
+
+/// Creates the database if missing and applies the pending migrations.
+async fn migrate(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || {
+        ensure_database(&url)?;
+        run_migrations(&url)
+    })
+    .await
+    .context("migration task failed")?
+}
+
+/// The payment coordinator, and the registry of buyer actors that hands it their writes.
+fn start_buyers(
+    settings: &Settings,
+    db: &Db,
+    publisher: &PublisherHandle,
+    metrics: &Arc<Metrics>,
+) -> Arc<BuyerRegistry> {
+    let coordinator = PaymentCoordinator::start(
+        db.clone(),
+        publisher.clone(),
+        settings.coordinator.batch_max_ops,
+        settings.coordinator.queue_capacity,
+        Arc::clone(metrics),
+    );
+    let buyers = &settings.buyers;
+    Arc::new(BuyerRegistry::new(
+        BuyerDeps {
+            db: db.clone(),
+            coordinator,
+            max_balance: buyers.max_balance,
+            idempotency_ttl: buyers.idempotency_ttl,
+            idle_timeout: buyers.idle_timeout,
+            emit_charge_events: settings.kafka.emit_charge_events,
+            metrics: Arc::clone(metrics),
+        },
+        buyers.actor_threads,
+        buyers.mailbox_capacity,
+    ))
+}
+
+/// What every handler shares.
+fn app_state(
+    settings: &Settings,
+    db: &Db,
+    publisher: &PublisherHandle,
+    registry: &Arc<BuyerRegistry>,
+    metrics: Arc<Metrics>,
+) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        registry: Arc::clone(registry),
+        publisher: publisher.clone(),
+        db: db.clone(),
+        order_ids: IdAllocator::new(db.clone(), "orders", ID_BLOCK_SIZE),
+        payment_ids: IdAllocator::new(db.clone(), "payments", ID_BLOCK_SIZE),
+        max_charge: settings.buyers.max_charge,
+        max_order: settings.buyers.max_order,
+        request_timeout: settings.http.request_timeout,
+        metrics,
+        api_tokens: settings.http.api_tokens.clone(),
+        in_flight: http::admission::InFlight::new(settings.http.max_in_flight_requests),
+        draining: http::admission::Draining::default(),
+    })
+}
+
+/// The HTTP server on `listener`, started (it serves once the actix system runs).
+fn http_server(
+    settings: &HttpSettings,
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> std::io::Result<Server> {
+    let max_body_bytes = settings.max_body_bytes;
+    let tokens_required = settings.api_tokens.is_enabled();
+    let client_request_timeout = settings.client_request_timeout;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(
+                http::deadline::body_deadline,
+            ))
+            .wrap(actix_web::middleware::from_fn(http::admission::admit))
+            .wrap(actix_web::middleware::from_fn(http::auth::require_token))
+            .wrap(actix_web::middleware::from_fn(http::metrics::track))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(state.clone())
+            .app_data(http::deadline::BodyDeadline(client_request_timeout))
+            .configure(http::configure(max_body_bytes, tokens_required))
+            .default_service(web::to(http::not_found))
+    })
+    .workers(settings.worker_threads())
+    // Idle connections outlive the balancer's, so the client side closes them first.
+    .keep_alive(settings.keep_alive_policy())
+    // Slow clients (slowloris) are cut off; actix's defaults, stated where they are decided.
+    .client_request_timeout(client_request_timeout)
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    // Signals are handled by `stop_on_signals`, which drains first.
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 async fn prune_idempotency_records(db: Db) {

@@ -4,7 +4,12 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 /// The request logger reports every error response at WARN or ERROR, including the expected
 /// 4xx answers (unknown order, already paid, ...) that make up most of some workloads. Unless

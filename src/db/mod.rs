@@ -1,6 +1,7 @@
 //! Persistence: the generated schema, row structs, plain query functions taking
 //! `&mut MysqlConnection`, and the group-commit writer.
 
+mod database_url;
 mod error;
 pub mod ids;
 pub mod models;
@@ -11,5 +12,6 @@ pub mod schema;
 mod types;
 pub mod writer;
 
+pub use database_url::DatabaseUrl;
 pub use error::{DbError, ErrorClass};
 pub use pool::{Db, DbPool, PoolSettings, build_pool, ensure_database, run_migrations};

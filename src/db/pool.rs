@@ -2,14 +2,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
 use diesel::r2d2::{self, ConnectionManager, CustomizeConnection, ManageConnection};
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use super::DbError;
+use super::{DatabaseUrl, DbError};
 
 pub type DbPool = r2d2::Pool<Manager>;
 
@@ -65,14 +65,15 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub struct PoolSettings {
     pub max_size: u32,
     pub checkout_timeout: Duration,
-    /// How long a statement waits for a row lock before failing (InnoDB's default is 50 s).
-    pub lock_wait_timeout_s: u32,
+    /// How long a statement waits for a row lock before failing (InnoDB's default is 50 s);
+    /// whole seconds.
+    pub lock_wait_timeout: Duration,
 }
 
 /// Every connection talks UTC and reads committed data.
 #[derive(Debug)]
 struct SessionSetup {
-    lock_wait_timeout_s: u32,
+    lock_wait_timeout_s: u64,
 }
 
 impl CustomizeConnection<PooledMysql, r2d2::Error> for SessionSetup {
@@ -90,14 +91,10 @@ impl CustomizeConnection<PooledMysql, r2d2::Error> for SessionSetup {
 }
 
 /// Creates the database named in `url` if it does not exist yet.
-pub fn ensure_database(url: &str) -> anyhow::Result<()> {
-    let (server_url, name) = split_database_url(url)?;
-    let mut conn = MysqlConnection::establish(&server_url).with_context(|| {
-        format!(
-            "cannot connect to the database server at {}",
-            redact(&server_url)
-        )
-    })?;
+pub fn ensure_database(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let (server_url, name) = url.split()?;
+    let mut conn = MysqlConnection::establish(server_url.expose_secret())
+        .with_context(|| format!("cannot connect to the database server at {server_url}"))?;
     diesel::sql_query(format!(
         "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
     ))
@@ -107,9 +104,9 @@ pub fn ensure_database(url: &str) -> anyhow::Result<()> {
 }
 
 /// Applies the embedded migrations that have not run yet.
-pub fn run_migrations(url: &str) -> anyhow::Result<()> {
-    let mut conn = MysqlConnection::establish(url)
-        .with_context(|| format!("cannot connect to {}", redact(url)))?;
+pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let mut conn = MysqlConnection::establish(url.expose_secret())
+        .with_context(|| format!("cannot connect to {url}"))?;
     conn.run_pending_migrations(MIGRATIONS)
         .map_err(|e| anyhow::anyhow!(e))
         .context("running migrations")?;
@@ -118,9 +115,9 @@ pub fn run_migrations(url: &str) -> anyhow::Result<()> {
 
 /// Builds the connection pool. Does not fail when the database is down: requests then answer 503
 /// and the pool reconnects when it is back.
-pub fn build_pool(url: &str, settings: &PoolSettings) -> DbPool {
+pub fn build_pool(url: &DatabaseUrl, settings: &PoolSettings) -> DbPool {
     let manager = Manager {
-        inner: ConnectionManager::<MysqlConnection>::new(url),
+        inner: ConnectionManager::<MysqlConnection>::new(url.expose_secret()),
     };
     r2d2::Pool::builder()
         .max_size(settings.max_size)
@@ -131,35 +128,9 @@ pub fn build_pool(url: &str, settings: &PoolSettings) -> DbPool {
         // forever (see `Manager`).
         .test_on_check_out(true)
         .connection_customizer(Box::new(SessionSetup {
-            lock_wait_timeout_s: settings.lock_wait_timeout_s,
+            lock_wait_timeout_s: settings.lock_wait_timeout.as_secs(),
         }))
         .build_unchecked(manager)
-}
-
-fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
-    let Some(rest) = url.strip_prefix("mysql://") else {
-        bail!("the database URL must start with mysql://");
-    };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let name = path.split('?').next().unwrap_or_default();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        bail!("the database URL must name a database made of letters, digits and underscores");
-    }
-    Ok((format!("mysql://{authority}"), name.to_owned()))
-}
-
-/// The URL without its password, for logs and error messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// How long requests fail fast after the database was found unreachable, before one of them
@@ -243,10 +214,6 @@ impl Db {
         }
     }
 
-    pub fn pool(&self) -> &DbPool {
-        &self.pool
-    }
-
     /// Runs `f` with a pooled connection on tokio's blocking thread pool, carrying the span.
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
@@ -328,20 +295,5 @@ mod tests {
             breaker.admit() && breaker.admit(),
             "a successful probe closes it"
         );
-    }
-
-    #[test]
-    fn database_urls_are_split_and_redacted() {
-        let (server, name) = split_database_url("mysql://root:pw@127.0.0.1:3306/pe_1?x=y").unwrap();
-        assert_eq!(server, "mysql://root:pw@127.0.0.1:3306");
-        assert_eq!(name, "pe_1");
-        assert!(split_database_url("mysql://root@host/").is_err());
-        assert!(split_database_url("mysql://root@host/a;drop").is_err());
-        assert!(split_database_url("postgres://x/y").is_err());
-        assert_eq!(
-            redact("mysql://root:secret@h:1/db"),
-            "mysql://root:***@h:1/db"
-        );
-        assert_eq!(redact("mysql://root@h:1/db"), "mysql://root@h:1/db");
     }
 }

@@ -1,8 +1,8 @@
 //! Integration events: what goes into the outbox and onto Kafka, and the Kafka plumbing
-//! (client settings, topic creation, the `events` CLI). The publisher actor lives in
-//! `actors::publisher`.
+//! (client settings, topic creation, what the `events` commands do). The publisher actor lives
+//! in `actors::publisher`.
 
-pub mod cli;
+pub mod admin;
 pub mod kafka;
 
 use chrono::{DateTime, Utc};

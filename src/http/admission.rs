@@ -22,9 +22,6 @@ use actix_web::{ResponseError, web};
 use super::{ApiError, AppState};
 use crate::actors::OverloadReason;
 
-/// Routes served whatever the load: what orchestrators and Prometheus call.
-const NEVER_SHED: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
-
 /// Requests being served, against their limit.
 #[derive(Debug)]
 pub struct InFlight {
@@ -87,7 +84,7 @@ pub async fn admit(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let mut response = if NEVER_SHED.contains(&req.path()) {
+    let mut response = if super::OPEN_PATHS.contains(&req.path()) {
         next.call(req).await?.map_into_left_body()
     } else {
         match state.in_flight.try_acquire() {

@@ -25,6 +25,10 @@ use crate::db::Db;
 use crate::db::ids::IdAllocator;
 use crate::domain::{BuyerId, IdempotencyKey, Points};
 
+/// Routes open to orchestrators and Prometheus, whatever the configuration: they need no token
+/// (`auth`) and are never shed (`admission`).
+const OPEN_PATHS: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
+
 /// Shared by every handler.
 pub struct AppState {
     pub registry: Arc<BuyerRegistry>,
@@ -36,7 +40,7 @@ pub struct AppState {
     pub max_order: Points,
     pub request_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub api_tokens: crate::config::ApiTokens,
+    pub api_tokens: auth::ApiTokens,
     pub in_flight: admission::InFlight,
     pub draining: admission::Draining,
 }

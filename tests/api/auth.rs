@@ -6,13 +6,14 @@ use reqwest::Method;
 
 use crate::helpers::{ApiResponse, TestApp, TestDatabase, spawn_app_with};
 use crate::kafka::{EngineProcess, engine_command};
-use payment_engine::config::ApiTokens;
+use payment_engine::http::auth::ApiTokens;
 
 const ALPHA: &str = "alpha-token-0123456789";
 const BETA: &str = "beta-token-abcdefghijk";
 
 async fn app_with_tokens() -> TestApp {
-    spawn_app_with(|s| s.api_tokens = ApiTokens::parse(&format!("{ALPHA}, {BETA}")).unwrap()).await
+    spawn_app_with(|s| s.http.api_tokens = ApiTokens::parse(&format!("{ALPHA}, {BETA}")).unwrap())
+        .await
 }
 
 async fn with_authorization(

@@ -279,7 +279,7 @@ async fn burst_until_overloaded(
 
 #[actix_web::test]
 async fn a_full_buyer_mailbox_answers_503_overloaded_and_moves_nothing_for_those() {
-    let app = spawn_app_with(|s| s.buyer_mailbox_capacity = 1).await;
+    let app = spawn_app_with(|s| s.buyers.mailbox_capacity = 1).await;
 
     let results =
         burst_until_overloaded(&app, |_| (1..=150).map(|amount| (1, amount)).collect()).await;
@@ -308,7 +308,7 @@ async fn a_full_buyer_mailbox_answers_503_overloaded_and_moves_nothing_for_those
 
 #[actix_web::test]
 async fn a_full_commit_queue_answers_503_overloaded_and_moves_nothing_for_those() {
-    let app = spawn_app_with(|s| s.coordinator_queue_capacity = 1).await;
+    let app = spawn_app_with(|s| s.coordinator.queue_capacity = 1).await;
 
     let results = burst_until_overloaded(&app, |attempt| {
         (1..=150)
@@ -339,7 +339,7 @@ async fn a_full_commit_queue_answers_503_overloaded_and_moves_nothing_for_those(
 
 #[actix_web::test]
 async fn beyond_max_in_flight_requests_the_excess_answers_503_at_once_and_probes_still_answer() {
-    let app = spawn_app_with(|s| s.max_in_flight_requests = 2).await;
+    let app = spawn_app_with(|s| s.http.max_in_flight_requests = 2).await;
     app.charge_ok(1, 10).await; // the buyer's balance row exists, so the lock blocks its writes
     let lock = crate::helpers::BalanceLock::acquire(&app.db, 1);
 

@@ -14,8 +14,9 @@ use crate::helpers::{TestDatabase, spawn_app};
 /// A migrated throwaway database and a connection to it.
 fn migrated_database() -> (TestDatabase, MysqlConnection) {
     let db = TestDatabase::new();
-    payment_engine::db::ensure_database(&db.url()).expect("creating the test database");
-    payment_engine::db::run_migrations(&db.url()).expect("migrating the test database");
+    let url = payment_engine::db::DatabaseUrl::from(db.url());
+    payment_engine::db::ensure_database(&url).expect("creating the test database");
+    payment_engine::db::run_migrations(&url).expect("migrating the test database");
     let conn = db.connect();
     (db, conn)
 }

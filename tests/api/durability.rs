@@ -105,7 +105,7 @@ async fn repeated_restarts_never_reuse_ids_or_versions() {
 
 #[actix_web::test]
 async fn a_buyer_evicted_for_idleness_resumes_from_the_database() {
-    let app = spawn_app_with(|s| s.buyer_idle_timeout_s = 1).await;
+    let app = spawn_app_with(|s| s.buyers.idle_timeout = Duration::from_secs(1)).await;
     let key = new_key();
     let keyed = app.charge_with_key(1, 100, &key).await.ok();
     let order = app.new_order(1, 40).await;

@@ -1,5 +1,7 @@
 //! The problem+json error format, and errors that only a broken database can cause.
 
+use payment_engine::domain::Points;
+
 use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
@@ -32,7 +34,7 @@ async fn an_order_row_the_engine_cannot_represent_answers_500_with_an_opaque_det
 
 #[actix_web::test]
 async fn problem_details_carry_type_title_status_detail_and_code() {
-    let app = spawn_app_with(|s| s.max_balance_points = 10).await;
+    let app = spawn_app_with(|s| s.buyers.max_balance = Points::new(10)).await;
 
     let cases = [
         (

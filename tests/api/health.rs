@@ -216,8 +216,8 @@ async fn while_the_database_is_unreachable_requests_answer_503_database_unavaila
     let user = DbUser::create(&db);
     let url = format!("{}/{}", server_url_as(&user.name), db.name());
     let app = spawn_app_on_with(&db, |s| {
-        s.database_url = url;
-        s.db_checkout_timeout_ms = 500;
+        s.database.url = url.into();
+        s.database.checkout_timeout = Duration::from_millis(500);
     })
     .await;
     app.charge_ok(1, 100).await;

@@ -165,14 +165,14 @@ impl Drop for TestApp {
 /// The settings every test engine starts from.
 pub fn test_settings(db: &TestDatabase) -> Settings {
     let mut settings = Settings::defaults();
-    settings.database_url = db.url();
-    settings.bind_addr = "127.0.0.1:0".parse().unwrap();
-    settings.http_workers = 2;
-    settings.actor_threads = 2;
-    settings.db_pool_size = 6;
+    settings.database.url = db.url().into();
+    settings.http.bind_addr = "127.0.0.1:0".parse().unwrap();
+    settings.http.workers = 2;
+    settings.buyers.actor_threads = 2;
+    settings.database.pool_size = 6;
     // A graceful stop waits for open (even idle keep-alive) connections up to this long; tests
     // that stop engines must not wait the production default.
-    settings.shutdown_timeout_s = 3;
+    settings.http.shutdown_timeout = Duration::from_secs(3);
     settings
 }
 

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use payment_engine::domain::Points;
 use serde_json::json;
 
 use crate::helpers::{TestApp, balance_row, ledger_count, scalar, spawn_app, spawn_app_with};
@@ -44,8 +45,8 @@ async fn charges_at_and_past_the_ends_of_i64_are_refused_with_400_and_move_nothi
 #[actix_web::test]
 async fn concurrent_charges_past_the_maximum_balance_stop_exactly_at_it() {
     let app = spawn_app_with(|s| {
-        s.max_balance_points = 1_000;
-        s.max_charge_points = 1_000;
+        s.buyers.max_balance = Points::new(1_000);
+        s.buyers.max_charge = Points::new(1_000);
     })
     .await;
 
@@ -144,7 +145,7 @@ async fn a_chunked_body_past_the_limit_is_refused_with_413() {
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
     );
     let mut sent = 0;
-    while sent <= app.settings.max_body_bytes {
+    while sent <= app.settings.http.max_body_bytes {
         request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
         sent += chunk.len();
     }
@@ -168,7 +169,7 @@ async fn a_hundred_thousand_nested_arrays_are_refused_and_the_engine_lives_on() 
         .expect_problem(413, "payload_too_large");
 
     // Under a limit that admits it, the parser's depth limit refuses it.
-    let app = spawn_app_with(|s| s.max_body_bytes = 1 << 20).await;
+    let app = spawn_app_with(|s| s.http.max_body_bytes = 1 << 20).await;
     for body in [
         nested.clone(),
         "[".repeat(100_000),
@@ -193,7 +194,7 @@ async fn a_hundred_thousand_nested_arrays_are_refused_and_the_engine_lives_on() 
 const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 async fn spawn_app_cutting_slow_clients() -> TestApp {
-    spawn_app_with(|s| s.client_request_timeout_ms = SLOW_CLIENT_TIMEOUT.as_millis() as u64).await
+    spawn_app_with(|s| s.http.client_request_timeout = SLOW_CLIENT_TIMEOUT).await
 }
 
 /// What a raw connection received until the server closed it, and when it closed.
@@ -450,7 +451,7 @@ fn read_answer(stream: &mut TcpStream) -> String {
 #[actix_web::test]
 async fn an_idle_kept_alive_connection_serves_until_the_keep_alive_then_closes() {
     let keep_alive = Duration::from_secs(2);
-    let app = spawn_app_with(|s| s.keep_alive_s = keep_alive.as_secs()).await;
+    let app = spawn_app_with(|s| s.http.keep_alive = keep_alive).await;
     let mut stream = connect(&app, Duration::from_secs(10));
     let request = b"GET /health/live HTTP/1.1\r\nHost: engine\r\n\r\n";
     stream.write_all(request).unwrap();
@@ -483,8 +484,8 @@ async fn an_idle_kept_alive_connection_serves_until_the_keep_alive_then_closes()
 fn the_default_keep_alive_outlasts_the_usual_load_balancer_idle_minute() {
     let defaults = payment_engine::config::Settings::defaults();
     assert!(
-        defaults.keep_alive_s > 60,
+        defaults.http.keep_alive > Duration::from_secs(60),
         "KEEP_ALIVE_S defaults to {} s",
-        defaults.keep_alive_s
+        defaults.http.keep_alive.as_secs()
     );
 }

@@ -1,6 +1,9 @@
 //! The Idempotency-Key header on POST /points/{buyerId} and POST /orders/payment/kafka.
 
+use std::time::Duration;
+
 use futures::future::join_all;
+use payment_engine::domain::Points;
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -205,8 +208,8 @@ async fn concurrent_same_key_charges_up_to_the_balance_limit_replay_instead_of_4
     // A replay must answer the stored response even when re-running the request would now break
     // a rule (here: the first charge already filled the balance to its maximum).
     let app = spawn_app_with(|s| {
-        s.max_balance_points = 1_000;
-        s.max_charge_points = 1_000;
+        s.buyers.max_balance = Points::new(1_000);
+        s.buyers.max_charge = Points::new(1_000);
     })
     .await;
 
@@ -346,7 +349,7 @@ async fn idempotency_keys_of_1_and_255_printable_characters_are_accepted() {
 
 #[actix_web::test]
 async fn an_expired_idempotency_key_is_forgotten() {
-    let app = spawn_app_with(|s| s.idempotency_ttl_s = 1).await;
+    let app = spawn_app_with(|s| s.buyers.idempotency_ttl = Duration::from_secs(1)).await;
     let key = new_key();
     app.charge_with_key(1, 100, &key).await.ok();
 
@@ -368,7 +371,7 @@ async fn an_expired_idempotency_key_is_forgotten() {
 
 #[actix_web::test]
 async fn a_keyed_request_repeated_while_the_first_is_in_flight_is_rejected_with_409() {
-    let app = spawn_app_with(|s| s.db_lock_wait_timeout_s = 30).await;
+    let app = spawn_app_with(|s| s.database.lock_wait_timeout = Duration::from_secs(30)).await;
     app.charge_ok(1, 10).await;
     let charge_key = new_key();
 

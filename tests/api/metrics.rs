@@ -146,7 +146,7 @@ async fn a_burst_on_one_buyer_shows_queue_wait_and_the_deepest_mailbox() {
 
 #[tokio::test]
 async fn a_full_mailbox_is_counted_as_a_rejection_by_reason() {
-    let app = spawn_app_with(|s| s.buyer_mailbox_capacity = 4).await;
+    let app = spawn_app_with(|s| s.buyers.mailbox_capacity = 4).await;
     let lock = BalancesLocked::take(&app);
     let first = join_all((0..4).map(|_| app.charge(7, 10)));
     let more = async {

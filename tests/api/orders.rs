@@ -1,5 +1,6 @@
 //! POST /orders and GET /orders/{orderId}.
 
+use payment_engine::domain::Points;
 use serde_json::{Value, json};
 
 use crate::helpers::{int, order_row, rfc3339, scalar, spawn_app, spawn_app_with};
@@ -142,7 +143,7 @@ async fn order_with_zero_or_negative_total_is_rejected_with_400_invalid_amount()
 
 #[actix_web::test]
 async fn order_above_the_maximum_total_is_rejected_and_the_maximum_itself_is_accepted() {
-    let app = spawn_app_with(|s| s.max_order_points = 5_000).await;
+    let app = spawn_app_with(|s| s.buyers.max_order = Points::new(5_000)).await;
 
     app.create_order(1, 5_001)
         .await
@@ -232,7 +233,7 @@ async fn order_with_a_json_content_type_and_charset_is_accepted() {
 #[actix_web::test]
 async fn order_body_larger_than_the_limit_is_rejected_with_413() {
     let app = spawn_app().await;
-    let padding = "x".repeat(app.settings.max_body_bytes + 1);
+    let padding = "x".repeat(app.settings.http.max_body_bytes + 1);
     let body = json!({ "buyerId": 1, "totalPrice": 500, "padding": padding }).to_string();
 
     app.post_raw("/orders", body, Some("application/json"))
@@ -246,7 +247,7 @@ async fn order_body_larger_than_the_limit_is_rejected_with_413() {
 
 #[actix_web::test]
 async fn a_configured_body_limit_is_enforced() {
-    let app = spawn_app_with(|s| s.max_body_bytes = 64).await;
+    let app = spawn_app_with(|s| s.http.max_body_bytes = 64).await;
     let small = json!({ "buyerId": 1, "totalPrice": 500 }).to_string();
     assert!(small.len() <= 64);
     let large = json!({ "buyerId": 1, "totalPrice": 500, "note": "y".repeat(64) }).to_string();

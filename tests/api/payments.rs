@@ -286,7 +286,7 @@ async fn payment_body_larger_than_the_limit_is_rejected_with_413() {
     let app = spawn_app().await;
     app.charge_ok(1, 10_000).await;
     let order = app.new_order(1, 100).await;
-    let padding = "x".repeat(app.settings.max_body_bytes + 1);
+    let padding = "x".repeat(app.settings.http.max_body_bytes + 1);
     let body = json!({ "buyerId": 1, "orderId": order, "padding": padding }).to_string();
 
     app.post_raw(PAY, body, Some("application/json"))

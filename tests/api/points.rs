@@ -1,5 +1,6 @@
 //! POST /points/{buyerId}?point=N and GET /points/{buyerId}.
 
+use payment_engine::domain::Points;
 use serde_json::json;
 
 use crate::helpers::{
@@ -160,7 +161,7 @@ async fn charge_without_a_point_parameter_is_rejected_with_400_missing_point() {
 #[actix_web::test]
 async fn charge_above_the_maximum_charge_is_rejected_and_the_maximum_itself_is_accepted() {
     let app = spawn_app().await;
-    let max = app.settings.max_charge_points;
+    let max = app.settings.buyers.max_charge.get();
 
     app.charge(1, max + 1)
         .await
@@ -176,7 +177,7 @@ async fn charge_above_the_maximum_charge_is_rejected_and_the_maximum_itself_is_a
 
 #[actix_web::test]
 async fn a_configured_maximum_charge_is_enforced() {
-    let app = spawn_app_with(|s| s.max_charge_points = 500).await;
+    let app = spawn_app_with(|s| s.buyers.max_charge = Points::new(500)).await;
 
     app.charge(1, 501)
         .await
@@ -188,8 +189,8 @@ async fn a_configured_maximum_charge_is_enforced() {
 #[actix_web::test]
 async fn charge_that_would_pass_the_maximum_balance_is_rejected_with_422_and_moves_nothing() {
     let app = spawn_app_with(|s| {
-        s.max_balance_points = 1_000;
-        s.max_charge_points = 1_000;
+        s.buyers.max_balance = Points::new(1_000);
+        s.buyers.max_charge = Points::new(1_000);
     })
     .await;
 
@@ -250,8 +251,8 @@ async fn invalid_buyer_ids_in_the_points_paths_are_rejected_with_400() {
 #[actix_web::test]
 async fn a_charge_that_would_overflow_the_balance_is_rejected_with_422() {
     let app = spawn_app_with(|s| {
-        s.max_balance_points = i64::MAX;
-        s.max_charge_points = i64::MAX;
+        s.buyers.max_balance = Points::new(i64::MAX);
+        s.buyers.max_charge = Points::new(i64::MAX);
     })
     .await;
 

@@ -60,7 +60,7 @@ fn prometheus_config_passes_promtool_and_scrapes_the_engine() {
         .iter()
         .find(|j| j["job_name"] == "payment-engine")
         .unwrap_or_else(|| panic!("no scrape job payment-engine: {jobs:?}"));
-    let engine_port = Settings::defaults().bind_addr.port();
+    let engine_port = Settings::defaults().http.bind_addr.port();
     let target = format!("engine:{engine_port}");
     assert_eq!(
         job["static_configs"][0]["targets"],

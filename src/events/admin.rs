@@ -1,77 +1,24 @@
-//! `payment-engine events ...`: tail the topics, list and re-drive dead events.
+//! What the `payment-engine events ...` commands do: tail the topics, list and re-drive dead
+//! events. The commands themselves are parsed in `cli`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Subcommand;
 use diesel::{Connection, MysqlConnection};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 
-use crate::cli::blocking;
-use crate::config::Settings;
-use crate::db::outbox;
+use crate::db::{DatabaseUrl, outbox};
+use crate::events::kafka::KafkaSettings;
 
-#[derive(Debug, Clone, Subcommand)]
-pub enum EventsCommand {
-    /// Print events from the topics as JSON lines (one per message), until Ctrl-C.
-    Tail {
-        /// Start from the oldest retained message instead of new ones.
-        #[arg(long)]
-        from_beginning: bool,
-        /// Stop after this many messages.
-        #[arg(long)]
-        max_messages: Option<u64>,
-        /// Stop when no message arrived for this long.
-        #[arg(long)]
-        idle_timeout_s: Option<u64>,
-    },
-    /// List events parked as dead, with their last error.
-    Dead {
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
-    },
-    /// Put dead events back in line for publishing (all, or the given event ids).
-    Redrive {
-        #[arg(long, conflicts_with = "event_ids")]
-        all: bool,
-        event_ids: Vec<String>,
-    },
-}
-
-pub async fn run(settings: Settings, command: EventsCommand) -> anyhow::Result<()> {
-    match command {
-        EventsCommand::Tail {
-            from_beginning,
-            max_messages,
-            idle_timeout_s,
-        } => {
-            tail(
-                &settings,
-                from_beginning,
-                max_messages,
-                idle_timeout_s.map(Duration::from_secs),
-            )
-            .await
-        }
-        EventsCommand::Dead { limit } => blocking(move || dead(&settings, limit)).await,
-        EventsCommand::Redrive { all, event_ids } => {
-            if !all && event_ids.is_empty() {
-                anyhow::bail!("name event ids to re-drive, or pass --all");
-            }
-            blocking(move || redrive(&settings, (!all).then_some(event_ids))).await
-        }
-    }
-}
-
-async fn tail(
-    settings: &Settings,
+/// Prints events from the topics as JSON lines, until Ctrl-C, `max_messages` or `idle_timeout`.
+pub async fn tail(
+    kafka: &KafkaSettings,
     from_beginning: bool,
     max_messages: Option<u64>,
     idle_timeout: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let kafka = &settings.kafka;
     anyhow::ensure!(
         kafka.enabled(),
         "set KAFKA_BROKERS (or --kafka-brokers) to tail events"
@@ -132,13 +79,14 @@ async fn tail(
     }
 }
 
-fn connect(settings: &Settings) -> anyhow::Result<MysqlConnection> {
-    crate::db::run_migrations(&settings.database_url)?;
-    MysqlConnection::establish(&settings.database_url).context("connecting to the database")
+fn connect(url: &DatabaseUrl) -> anyhow::Result<MysqlConnection> {
+    crate::db::run_migrations(url)?;
+    MysqlConnection::establish(url.expose_secret()).context("connecting to the database")
 }
 
-fn dead(settings: &Settings, limit: i64) -> anyhow::Result<()> {
-    let rows = outbox::dead(&mut connect(settings)?, limit)?;
+/// Lists up to `limit` events parked as dead, with their last error (blocking).
+pub fn dead(url: &DatabaseUrl, limit: i64) -> anyhow::Result<()> {
+    let rows = outbox::dead(&mut connect(url)?, limit)?;
     if rows.is_empty() {
         println!("no dead events");
     }
@@ -156,8 +104,9 @@ fn dead(settings: &Settings, limit: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn redrive(settings: &Settings, event_ids: Option<Vec<String>>) -> anyhow::Result<()> {
-    let count = outbox::redrive(&mut connect(settings)?, event_ids.as_deref())?;
+/// Puts dead events back in line for publishing: all, or those of `event_ids` (blocking).
+pub fn redrive(url: &DatabaseUrl, event_ids: Option<Vec<String>>) -> anyhow::Result<()> {
+    let count = outbox::redrive(&mut connect(url)?, event_ids.as_deref())?;
     println!("{count} dead event(s) put back in line; the running engine's relay publishes them");
     Ok(())
 }
