@@ -21,6 +21,16 @@ use super::sql::{
 #[track_caller]
 pub fn assert_buyer_invariants(conn: &mut MysqlConnection, buyer: i64) {
     let entries = ledger(conn, buyer);
+    let running = assert_ledger_entries(buyer, &entries);
+    assert_balance_row(conn, buyer, &entries, running);
+    assert_payments(conn, buyer, &entries);
+    assert_orders(conn, buyer);
+}
+
+/// Versions 1..=n, running balances never below zero, and well-formed CHARGE and PAYMENT
+/// entries; returns the final running balance.
+#[track_caller]
+fn assert_ledger_entries(buyer: i64, entries: &[LedgerEntry]) -> i64 {
     let versions: Vec<i64> = entries.iter().map(|e| e.version).collect();
     let expected: Vec<i64> = (1..=entries.len() as i64).collect();
     assert_eq!(
@@ -29,7 +39,7 @@ pub fn assert_buyer_invariants(conn: &mut MysqlConnection, buyer: i64) {
     );
 
     let mut running: i64 = 0;
-    for entry in &entries {
+    for entry in entries {
         running += entry.amount;
         assert_eq!(
             entry.balance_after, running,
@@ -64,7 +74,17 @@ pub fn assert_buyer_invariants(conn: &mut MysqlConnection, buyer: i64) {
             other => panic!("buyer {buyer}: unknown ledger kind {other:?}"),
         }
     }
+    running
+}
 
+/// The balances row matches the ledger's sum and count (and exists iff the ledger is not empty).
+#[track_caller]
+fn assert_balance_row(
+    conn: &mut MysqlConnection,
+    buyer: i64,
+    entries: &[LedgerEntry],
+    running: i64,
+) {
     let summary = ledger_summary(conn, buyer);
     assert_eq!(summary.sum, running, "buyer {buyer}: SUM(amount)");
     match balance_row(conn, buyer) {
@@ -90,7 +110,12 @@ pub fn assert_buyer_invariants(conn: &mut MysqlConnection, buyer: i64) {
             );
         }
     }
+}
 
+/// One payment row per PAYMENT entry, each for a distinct PAID order of this buyer and matching
+/// its ledger entry.
+#[track_caller]
+fn assert_payments(conn: &mut MysqlConnection, buyer: i64, entries: &[LedgerEntry]) {
     let payments = payments_of(conn, buyer);
     let by_version: HashMap<i64, &LedgerEntry> = entries.iter().map(|e| (e.version, e)).collect();
     let payment_entries = entries.iter().filter(|e| e.kind == "PAYMENT").count();
@@ -142,6 +167,11 @@ pub fn assert_buyer_invariants(conn: &mut MysqlConnection, buyer: i64) {
             "buyer {buyer}: ledger entry of payment {payment:?}"
         );
     }
+}
+
+/// PAID orders have exactly one payment and a paid_at; PENDING orders neither.
+#[track_caller]
+fn assert_orders(conn: &mut MysqlConnection, buyer: i64) {
     for order in orders_of(conn, buyer) {
         let count = payments_for_order(conn, order.id).len();
         match order.status.as_str() {
