@@ -16,6 +16,7 @@ mod history;
 mod hostile;
 mod hostile_inputs;
 mod idempotency;
+mod layout;
 mod metrics;
 mod model;
 mod observability;
