@@ -3,7 +3,6 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::outbox::OutboxStatus;
 use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
 use crate::domain::{EntryKind, OrderStatus};
 
@@ -90,4 +89,34 @@ pub struct OutboxEventRow {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub published_at: Option<NaiveDateTime>,
+}
+
+/// Where an event is in its delivery (the `status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxStatus {
+    /// Committed, not yet acknowledged by the broker.
+    Pending,
+    /// Acknowledged by the broker; pruned after a grace period.
+    Published,
+    /// Parked after too many failed attempts, until redriven.
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "PENDING",
+            OutboxStatus::Published => "PUBLISHED",
+            OutboxStatus::Dead => "DEAD",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(OutboxStatus::Pending),
+            "PUBLISHED" => Some(OutboxStatus::Published),
+            "DEAD" => Some(OutboxStatus::Dead),
+            _ => None,
+        }
+    }
 }

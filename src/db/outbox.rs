@@ -5,37 +5,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Datetime, Integer, Text};
 
 use super::models::OutboxEventRow;
+pub use super::models::OutboxStatus;
 use super::schema::outbox_events;
-
-/// Where an event is in its delivery (the `status` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutboxStatus {
-    /// Committed, not yet acknowledged by the broker.
-    Pending,
-    /// Acknowledged by the broker; pruned after a grace period.
-    Published,
-    /// Parked after too many failed attempts, until redriven.
-    Dead,
-}
-
-impl OutboxStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxStatus::Pending => "PENDING",
-            OutboxStatus::Published => "PUBLISHED",
-            OutboxStatus::Dead => "DEAD",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "PENDING" => Some(OutboxStatus::Pending),
-            "PUBLISHED" => Some(OutboxStatus::Published),
-            "DEAD" => Some(OutboxStatus::Dead),
-            _ => None,
-        }
-    }
-}
 
 /// Longest error text kept for a dead event (the column's size).
 const LAST_ERROR_MAX_CHARS: usize = 1024;

@@ -13,7 +13,7 @@ use diesel::mysql::{Mysql, MysqlValue};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
-use super::outbox::OutboxStatus;
+use super::models::OutboxStatus;
 use crate::domain::{EntryKind, OrderStatus};
 
 /// `ToSql`, `FromSql`, `Queryable` and `AsExpression` for `Text` (`VARCHAR`) columns, for a
