@@ -38,10 +38,6 @@ impl Mailbox {
         self.depth.load(Ordering::Relaxed)
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// A slot in the queue, or `None` when it is full.
     pub fn try_reserve(self: &Arc<Self>) -> Option<Permit> {
         let reserved = self
