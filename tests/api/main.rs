@@ -22,3 +22,4 @@ mod orders;
 mod payments;
 mod points;
 mod seed;
+mod writer_model;
