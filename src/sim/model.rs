@@ -101,12 +101,20 @@ impl ModelDb {
         self.tables.orders.get(&order_id)
     }
 
+    /// Every order, by id.
+    pub fn orders(&self) -> impl Iterator<Item = &OrderRow> {
+        self.tables.orders.values()
+    }
+
     /// The buyer's orders, by id.
     pub fn orders_of(&self, buyer_id: i64) -> impl Iterator<Item = &OrderRow> {
-        self.tables
-            .orders
-            .values()
+        self.orders()
             .filter(move |order| order.buyer_id == buyer_id)
+    }
+
+    /// Every payment, by id.
+    pub fn payments(&self) -> impl Iterator<Item = &PaymentRow> {
+        self.tables.payments.values()
     }
 
     /// The buyer's ledger entries, oldest first.

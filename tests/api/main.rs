@@ -24,3 +24,4 @@ mod orders;
 mod payments;
 mod points;
 mod seed;
+mod writer_model;
