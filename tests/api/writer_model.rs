@@ -86,8 +86,9 @@ fn random_batches_give_the_same_results_and_rows_in_the_model_as_on_mariadb() {
 
 fn run_seed(seed: u64, tally: &mut Tally) {
     let db = TestDatabase::new();
-    ensure_database(&db.url()).expect("creating the test database");
-    run_migrations(&db.url()).expect("migrating the test database");
+    let url = payment_engine::db::DatabaseUrl::from(db.url());
+    ensure_database(&url).expect("creating the test database");
+    run_migrations(&url).expect("migrating the test database");
     let mut conn = db.connect();
     let mut model = ModelDb::new();
     let mut generator = Generator::new(seed);

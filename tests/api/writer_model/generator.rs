@@ -332,5 +332,5 @@ fn paying_in(draft: &Draft<'_>) -> Vec<i64> {
 }
 
 fn is_pending(order: &OrderRow) -> bool {
-    order.status == OrderStatus::Pending.as_str()
+    order.status == OrderStatus::Pending
 }

@@ -80,7 +80,7 @@ impl Generator {
             entry: LedgerRow {
                 buyer_id: buyer,
                 version: view.version + 1,
-                kind: kind.as_str().to_owned(),
+                kind,
                 amount,
                 balance_after: view.balance + amount,
                 order_id: None,
@@ -115,7 +115,7 @@ impl Generator {
                 id,
                 buyer_id: buyer,
                 total_price: price,
-                status: OrderStatus::Pending.as_str().to_owned(),
+                status: OrderStatus::Pending,
                 created_at: self.moment(draft),
                 paid_at: None,
             }),
