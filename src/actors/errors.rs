@@ -1,6 +1,7 @@
 use crate::db::{DbError, ErrorClass};
+use crate::domain::RejectionReason;
+use crate::domain::buyer::Refusal;
 pub use crate::domain::buyer::{Receipt, StoredResponse};
-use crate::domain::{DomainError, RejectionReason};
 
 /// Which queue was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,24 +31,15 @@ impl OverloadReason {
 /// of it committed (for `DatabaseUnavailable` after a failed COMMIT: probably nothing).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuyerError {
+    /// The buyer's rules (or the writer, on their behalf) refused it;
+    /// [`Refusal::StaleState`] means the buyer changed under this engine (another writer, or an
+    /// earlier write failed): the state is reloaded and the request may be retried.
     #[error(transparent)]
-    Rule(#[from] DomainError),
-    #[error("order not found")]
-    OrderNotFound,
-    #[error("order already paid")]
-    OrderAlreadyPaid,
-    #[error("a request with this Idempotency-Key is still in flight")]
-    IdempotencyKeyInFlight,
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyKeyMismatch,
+    Refused(#[from] Refusal),
     #[error("overloaded ({})", .0.as_str())]
     Overloaded(OverloadReason),
     #[error("the database is unavailable")]
     DatabaseUnavailable,
-    /// The buyer changed under this engine (another writer, or an earlier write failed): the
-    /// state is reloaded and the request may be retried.
-    #[error("the buyer's balance changed concurrently")]
-    WriteConflict,
     #[error("internal error")]
     Internal,
 }

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
 use crate::db::{DbError, ErrorClass};
+use crate::domain::buyer::Refusal;
 use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason};
 
 /// Seconds a client should wait before retrying a 503.
@@ -155,14 +156,16 @@ impl ApiError {
 impl From<BuyerError> for ApiError {
     fn from(error: BuyerError) -> Self {
         match error {
-            BuyerError::Rule(rule) => ApiError::Rule(rule),
-            BuyerError::OrderNotFound => ApiError::OrderNotFound,
-            BuyerError::OrderAlreadyPaid => ApiError::OrderAlreadyPaid,
-            BuyerError::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
-            BuyerError::IdempotencyKeyMismatch => ApiError::IdempotencyKeyMismatch,
+            BuyerError::Refused(refusal) => match refusal {
+                Refusal::Rule(rule) => ApiError::Rule(rule),
+                Refusal::OrderNotFound => ApiError::OrderNotFound,
+                Refusal::OrderAlreadyPaid => ApiError::OrderAlreadyPaid,
+                Refusal::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
+                Refusal::IdempotencyKeyMismatch => ApiError::IdempotencyKeyMismatch,
+                Refusal::StaleState => ApiError::WriteConflict,
+            },
             BuyerError::Overloaded(reason) => ApiError::Overloaded(reason),
             BuyerError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
-            BuyerError::WriteConflict => ApiError::WriteConflict,
             BuyerError::Internal => ApiError::Internal,
         }
     }

@@ -38,19 +38,6 @@ impl BuyerDeps {
 /// Told when an actor stops for good (passivation), so whoever keeps its address lets it go.
 pub type OnStop = Arc<dyn Fn(BuyerId, &Addr<BuyerActor>) + Send + Sync>;
 
-impl From<Refusal> for BuyerError {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::Rule(rule) => BuyerError::Rule(rule),
-            Refusal::OrderNotFound => BuyerError::OrderNotFound,
-            Refusal::OrderAlreadyPaid => BuyerError::OrderAlreadyPaid,
-            Refusal::IdempotencyKeyInFlight => BuyerError::IdempotencyKeyInFlight,
-            Refusal::IdempotencyKeyMismatch => BuyerError::IdempotencyKeyMismatch,
-            Refusal::StaleState => BuyerError::WriteConflict,
-        }
-    }
-}
-
 impl From<BatchFailure> for BuyerError {
     fn from(failure: BatchFailure) -> Self {
         match failure {
@@ -70,11 +57,8 @@ impl From<OverloadReason> for BuyerError {
 /// making, or failed.
 pub(super) fn outcome_of(error: &BuyerError) -> Outcome {
     match error {
-        BuyerError::Rule(_)
-        | BuyerError::OrderNotFound
-        | BuyerError::OrderAlreadyPaid
-        | BuyerError::IdempotencyKeyInFlight
-        | BuyerError::IdempotencyKeyMismatch => Outcome::Refused,
+        BuyerError::Refused(Refusal::StaleState) => Outcome::Failed,
+        BuyerError::Refused(_) => Outcome::Refused,
         _ => Outcome::Failed,
     }
 }

@@ -26,7 +26,7 @@ use settle::{Follow, Settled};
 use super::errors::{BuyerError, OverloadReason, Receipt};
 use super::mailbox::Mailbox;
 use crate::db::writer::WriteOp;
-use crate::domain::buyer::{Answer, BuyerState, Decision, PlannedWrite};
+use crate::domain::buyer::{Answer, BuyerState, Decision, PlannedWrite, Refusal};
 use crate::domain::{BuyerId, IdempotencyKey, OrderId};
 use crate::events;
 use crate::metrics::Outcome;
@@ -185,7 +185,7 @@ impl Handler<BuyerCommand> for BuyerActor {
             // have changed the buyer since. With none of our writes in flight, the database is
             // the truth: check once more against it before refusing.
             Err(Refused {
-                error: BuyerError::Rule(_),
+                error: BuyerError::Refused(Refusal::Rule(_)),
                 reply,
             }) if self.state.idle() => {
                 let needs = crate::domain::buyer::Needs {
@@ -213,11 +213,11 @@ impl Handler<Settled> for BuyerActor {
         let settlement = self.state.settle(&pending, &outcome);
         if let Some((order_id, paid)) = settlement.payment {
             for waiting in self.awaiting.remove(&order_id).unwrap_or_default() {
-                let _ = waiting.send(Err(if paid {
-                    BuyerError::OrderAlreadyPaid
-                } else {
-                    BuyerError::WriteConflict
-                }));
+                let refusal = match paid {
+                    true => Refusal::OrderAlreadyPaid,
+                    false => Refusal::StaleState,
+                };
+                let _ = waiting.send(Err(refusal.into()));
             }
         }
         if let Some(reply) = reply {
