@@ -59,10 +59,15 @@ impl OrderBook {
         self.paying.insert(order_id);
     }
 
+    /// A payment of the order settled. One that did not commit may still have (its COMMIT's
+    /// answer lost), or the order may have been paid elsewhere: what was known of the order,
+    /// even from a creation that settled meanwhile, is forgotten and read again when needed.
     pub fn finish_payment(&mut self, order_id: OrderId, committed: bool) {
         self.paying.remove(&order_id);
         if committed {
             self.remember(order_id, KnownOrder::Paid);
+        } else {
+            self.known.remove(&order_id);
         }
     }
 

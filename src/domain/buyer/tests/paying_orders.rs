@@ -129,3 +129,18 @@ fn a_failed_write_forgets_the_orders_read_from_the_database() {
     assert_eq!(state.needs(&pay(1, 1)).order, Some(order(1)));
     assert_eq!(state.needs(&pay(2, 1)).order, Some(order(2)));
 }
+
+#[test]
+fn a_payment_of_an_older_generation_that_did_not_commit_forgets_the_order_its_creation_taught() {
+    // Found by the simulation (seed 1867): the creation settles while the payment is in flight,
+    // the state is reloaded, then the payment's COMMIT answer is lost. The order may well be
+    // paid: it must be read again, not paid again from what the creation taught.
+    let mut state = loaded(100, 3);
+    let creation = accept(&mut state, &create(1, 30), None);
+    let payment = accept(&mut state, &pay(1, 1), None);
+    settle(&mut state, &creation, &WriteOutcome::Committed);
+    state.install(Some(row(70, 4)), RELOAD_TOKEN);
+    settle(&mut state, &payment, &UNAVAILABLE);
+    assert_eq!(state.needs(&pay(1, 2)).order, Some(order(1)));
+    assert_eq!(decide(&state, &pay(1, 2), None), Err(Refusal::StaleState));
+}
