@@ -145,10 +145,7 @@ impl SimActor {
             // As the shell does: a rule refused on cached state, nothing in flight: read the
             // balance again before refusing.
             Err(Refusal::Rule(_)) if self.state.idle() => {
-                let needs = Needs {
-                    balance: true,
-                    order: None,
-                };
+                let needs = self.state.reload_needs(&request.command);
                 self.loading = Some(read(db, &self.state, request, needs, at.epoch));
             }
             Err(refusal) => effects

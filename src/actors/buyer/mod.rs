@@ -188,10 +188,7 @@ impl Handler<BuyerCommand> for BuyerActor {
                 error: BuyerError::Refused(Refusal::Rule(_)),
                 reply,
             }) if self.state.idle() => {
-                let needs = crate::domain::buyer::Needs {
-                    balance: true,
-                    order: None,
-                };
+                let needs = self.state.reload_needs(&command);
                 return self.load_then_execute(command, key, needs, reply, handling);
             }
             Err(refused) => Self::refuse(refused, handling),

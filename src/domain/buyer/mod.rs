@@ -126,24 +126,44 @@ impl BuyerState {
     }
 
     /// What must be read before `command` can be decided. Reading an order is a moment to
-    /// refresh the balance too (same round trip) when nothing is in flight.
+    /// refresh the balance too (same round trip) when nothing is in flight; reading the balance
+    /// forgets the orders known, so a payment's order is read with it.
     pub fn needs(&self, command: &Command) -> Needs {
+        let Command::Pay { order_id, .. } = command else {
+            return Needs {
+                balance: self.balance.is_none(),
+                order: None,
+            };
+        };
+        let unknown = self.orders.lookup(*order_id) == Lookup::Unknown;
+        let balance = self.balance.is_none() || (unknown && self.idle());
+        let read_order = unknown || (balance && !self.orders.in_flight(*order_id));
+        Needs {
+            balance,
+            order: read_order.then_some(*order_id),
+        }
+    }
+
+    /// What to read to check a refusal once more against the database: the balance, and a
+    /// payment's order (a reload forgets the orders known).
+    pub fn reload_needs(&self, command: &Command) -> Needs {
         let order = match command {
-            Command::Pay { order_id, .. } if self.orders.lookup(*order_id) == Lookup::Unknown => {
-                Some(*order_id)
-            }
+            Command::Pay { order_id, .. } if !self.orders.in_flight(*order_id) => Some(*order_id),
             _ => None,
         };
         Needs {
-            balance: self.balance.is_none() || (order.is_some() && self.idle()),
+            balance: true,
             order,
         }
     }
 
     /// Takes the balance row as read (`None`: the buyer has none yet), with a new fence token
-    /// for this incarnation: a new generation begins.
+    /// for this incarnation: a new generation begins, and the orders known are forgotten.
     pub fn install(&mut self, stored: Option<StoredBalance>, token: i64) {
         self.generation.0 += 1;
+        // What was read of orders before may be older than this row (another writer, or an
+        // earlier incarnation's writes, may have paid them since): read them again too.
+        self.orders.forget_known();
         self.balance = Some(match stored {
             Some(row) => Loaded {
                 balance: BalanceState {

@@ -47,6 +47,11 @@ impl OrderBook {
         }
     }
 
+    /// Whether a creation or a payment of the order is committing.
+    pub fn in_flight(&self, order_id: OrderId) -> bool {
+        self.paying.contains(&order_id) || self.creating.contains_key(&order_id)
+    }
+
     pub fn remember(&mut self, order_id: OrderId, known: KnownOrder) {
         if self.known.len() >= KNOWN_ORDERS_MAX {
             self.known.clear();

@@ -144,3 +144,39 @@ fn a_payment_of_an_older_generation_that_did_not_commit_forgets_the_order_its_cr
     assert_eq!(state.needs(&pay(1, 2)).order, Some(order(1)));
     assert_eq!(decide(&state, &pay(1, 2), None), Err(Refusal::StaleState));
 }
+
+#[test]
+fn a_reload_forgets_the_orders_known_so_a_payment_reads_its_order_with_the_balance() {
+    // Found by the simulation (seed 12949): an order read before a reload may have been paid
+    // since by another writer (here, an earlier incarnation's pipelined payment).
+    let mut state = loaded(100, 3);
+    state.learn_order(order(1), KnownOrder::Payable(points(30)));
+    state.install(Some(row(70, 4)), RELOAD_TOKEN);
+    // Nothing in flight: the balance is refreshed in the same round trip.
+    assert_eq!(
+        state.needs(&pay(1, 1)),
+        Needs {
+            balance: true,
+            order: Some(order(1))
+        }
+    );
+    // A state to be reloaded reads the order with it; a rule's second look does too.
+    let mut dropped = loaded(100, 3);
+    dropped.learn_order(order(1), KnownOrder::Payable(points(30)));
+    let charge_write = accept(&mut dropped, &charge(1), None);
+    settle(&mut dropped, &charge_write, &STALE_FENCE);
+    assert_eq!(
+        dropped.needs(&pay(1, 1)),
+        Needs {
+            balance: true,
+            order: Some(order(1))
+        }
+    );
+    assert_eq!(
+        state.reload_needs(&pay(1, 1)),
+        Needs {
+            balance: true,
+            order: Some(order(1))
+        }
+    );
+}

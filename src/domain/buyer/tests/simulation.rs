@@ -169,7 +169,12 @@ impl Sim {
         let mut decision = self.state.decide(command, key.as_ref(), self.now);
         // A money rule's refusal is checked once more against the database when idle.
         if matches!(decision, Err(Refusal::Rule(_))) && self.state.idle() {
+            let reload = self.state.reload_needs(command);
             self.install();
+            if let Some(order_id) = reload.order {
+                self.state
+                    .learn_order(order_id, self.db.known_order(order_id));
+            }
             decision = self.state.decide(command, key.as_ref(), self.now);
         }
         match decision {
