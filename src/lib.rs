@@ -4,6 +4,7 @@
 
 pub mod actors;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod domain;

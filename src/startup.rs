@@ -11,15 +11,19 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use crate::actors::publisher::{KafkaPublisher, PublisherHandle};
-use crate::actors::{BuyerDeps, BuyerRegistry, PaymentCoordinator};
-use crate::config::{HttpSettings, Settings};
+use crate::actors::{BuyerDeps, BuyerRegistry, CoordinatorHandle, PaymentCoordinator};
+use crate::cluster::Cluster;
+use crate::config::Settings;
 use crate::db::ids::IdAllocator;
+use crate::db::outbox::RelayScope;
 use crate::db::{DatabaseUrl, Db, build_pool, ensure_database, queries, run_migrations};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 
 /// Ids reserved per database round trip.
 const ID_BLOCK_SIZE: i64 = 1000;
+/// At shutdown, longest wait for writes still in the commit queue before the leases go.
+const SETTLE_WRITES_WITHIN: Duration = Duration::from_secs(5);
 /// How often expired Idempotency-Key records are deleted, and at most how many per round.
 const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(60);
 const IDEMPOTENCY_PRUNE_BATCH: i64 = 10_000;
@@ -32,7 +36,10 @@ pub struct Application {
     server: Server,
     registry: Arc<BuyerRegistry>,
     publisher: PublisherHandle,
+    cluster: Arc<Cluster>,
+    coordinator: CoordinatorHandle,
     pruner: JoinHandle<()>,
+    renewals: JoinHandle<()>,
     draining: http::admission::Draining,
     drain: Duration,
 }
@@ -45,28 +52,45 @@ impl Application {
             .api_tokens
             .check()
             .map_err(anyhow::Error::msg)?;
+        settings.cluster.check().map_err(anyhow::Error::msg)?;
         migrate(&settings.database.url).await?;
         let db = Db::new(build_pool(
             &settings.database.url,
             &settings.database.pool(),
         ));
         let metrics = Arc::new(Metrics::new());
-        let publisher =
-            KafkaPublisher::start(db.clone(), settings.kafka.clone(), Arc::clone(&metrics));
-        let registry = start_buyers(&settings, &db, &publisher, &metrics);
-        let state = app_state(&settings, &db, &publisher, &registry, metrics);
-        let draining = state.draining.clone();
         let listener = TcpListener::bind(settings.http.bind_addr)
             .with_context(|| format!("cannot listen on {}", settings.http.bind_addr))?;
-        let port = listener.local_addr()?.port();
-        let server = http_server(&settings.http, state, listener)?;
+        let bound = listener.local_addr()?;
+        let options = settings.cluster.options(bound);
+        let cluster = Arc::new(Cluster::join(db.clone(), options, Arc::clone(&metrics)).await?);
+        let scope = RelayScope {
+            owner_token: cluster.token(),
+            shards: cluster.shards() as i32,
+        };
+        let publisher = KafkaPublisher::start(
+            db.clone(),
+            settings.kafka.clone(),
+            Some(scope),
+            Arc::clone(&metrics),
+        );
+        let backlog = publisher.clone();
+        cluster.on_claim(Box::new(move || backlog.drain_backlog()));
+        let (registry, coordinator) = start_buyers(&settings, &db, &publisher, &cluster, &metrics);
+        let state = app_state(&settings, &db, &publisher, &registry, &cluster, metrics);
+        let draining = state.draining.clone();
+        let server = http_server(&settings, state, listener)?;
         let pruner = tokio::spawn(prune_idempotency_records(db));
+        let renewals = cluster.spawn_renewals();
         Ok(Application {
             publisher,
-            port,
+            port: bound.port(),
             server,
             registry,
+            cluster,
+            coordinator,
             pruner,
+            renewals,
             draining,
             drain: settings.http.shutdown_drain,
         })
@@ -79,6 +103,7 @@ impl Application {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let (handle, draining, drain) = (self.handle(), self.draining.clone(), self.drain);
+        let cluster = Arc::clone(&self.cluster);
         tokio::spawn(async move {
             tokio::select! {
                 _ = terminate.recv() => {}
@@ -89,6 +114,7 @@ impl Application {
                 "stop requested: draining (not ready; each answer closes its connection)"
             );
             draining.start();
+            cluster.start_draining();
             tokio::select! {
                 _ = tokio::time::sleep(drain) => {}
                 _ = terminate.recv() => {}
@@ -114,7 +140,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.pruner.abort();
-        self.publisher.shutdown().await;
+        // Every accepted request was answered: what is left in flight is only writes whose
+        // requests timed out. Once they and the committed events are out, the shards are given
+        // up at once, so other engines claim them on their next request.
+        self.cluster
+            .release_all(settle(&self.coordinator, &self.publisher))
+            .await;
+        self.renewals.abort();
         self.registry.stop();
         result
     }
@@ -131,25 +163,39 @@ async fn migrate(url: &DatabaseUrl) -> anyhow::Result<()> {
     .context("migration task failed")?
 }
 
+/// Before the leases are given up: the writes in flight commit (or fail) and the events
+/// committed so far are published (the publisher's flush is bounded), so the next owner's events
+/// follow them.
+async fn settle(coordinator: &CoordinatorHandle, publisher: &PublisherHandle) {
+    let deadline = tokio::time::Instant::now() + SETTLE_WRITES_WITHIN;
+    while coordinator.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    publisher.shutdown().await;
+}
+
 /// The payment coordinator, and the registry of buyer actors that hands it their writes.
 fn start_buyers(
     settings: &Settings,
     db: &Db,
     publisher: &PublisherHandle,
+    cluster: &Arc<Cluster>,
     metrics: &Arc<Metrics>,
-) -> Arc<BuyerRegistry> {
+) -> (Arc<BuyerRegistry>, CoordinatorHandle) {
     let coordinator = PaymentCoordinator::start(
         db.clone(),
+        Arc::clone(cluster),
         publisher.clone(),
         settings.coordinator.batch_max_ops,
         settings.coordinator.queue_capacity,
         Arc::clone(metrics),
     );
     let buyers = &settings.buyers;
-    Arc::new(BuyerRegistry::new(
+    let registry = Arc::new(BuyerRegistry::new(
         BuyerDeps {
             db: db.clone(),
-            coordinator,
+            cluster: Arc::clone(cluster),
+            coordinator: coordinator.clone(),
             max_balance: buyers.max_balance,
             idempotency_ttl: buyers.idempotency_ttl,
             idle_timeout: buyers.idle_timeout,
@@ -158,7 +204,8 @@ fn start_buyers(
         },
         buyers.actor_threads,
         buyers.mailbox_capacity,
-    ))
+    ));
+    (registry, coordinator)
 }
 
 /// What every handler shares.
@@ -167,10 +214,12 @@ fn app_state(
     db: &Db,
     publisher: &PublisherHandle,
     registry: &Arc<BuyerRegistry>,
+    cluster: &Arc<Cluster>,
     metrics: Arc<Metrics>,
 ) -> web::Data<AppState> {
     web::Data::new(AppState {
         registry: Arc::clone(registry),
+        cluster: Arc::clone(cluster),
         publisher: publisher.clone(),
         db: db.clone(),
         order_ids: IdAllocator::new(db.clone(), "orders", ID_BLOCK_SIZE),
@@ -187,10 +236,12 @@ fn app_state(
 
 /// The HTTP server on `listener`, started (it serves once the actix system runs).
 fn http_server(
-    settings: &HttpSettings,
+    settings: &Settings,
     state: web::Data<AppState>,
     listener: TcpListener,
 ) -> std::io::Result<Server> {
+    let forward_timeout = settings.cluster.forward_timeout;
+    let settings = &settings.http;
     let max_body_bytes = settings.max_body_bytes;
     let tokens_required = settings.api_tokens.is_enabled();
     let client_request_timeout = settings.client_request_timeout;
@@ -204,6 +255,7 @@ fn http_server(
             .wrap(actix_web::middleware::from_fn(http::metrics::track))
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(state.clone())
+            .app_data(http::Forwarder::new(forward_timeout))
             .app_data(http::deadline::BodyDeadline(client_request_timeout))
             .configure(http::configure(max_body_bytes, tokens_required))
             .default_service(web::to(http::not_found))

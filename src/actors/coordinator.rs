@@ -17,7 +17,8 @@ use chrono::Utc;
 
 use super::mailbox::{Handling, Mailbox, Permit};
 use super::publisher::{OutboundEvent, PublisherHandle};
-use crate::db::writer::{WriteOp, WriteResult, commit_batch};
+use crate::cluster::Cluster;
+use crate::db::writer::{Rejection, WriteOp, WriteResult, commit_batch};
 use crate::db::{Db, DbError, ErrorClass};
 use crate::metrics::{Metrics, Outcome};
 
@@ -67,6 +68,11 @@ impl CoordinatorHandle {
         self.mailbox.try_reserve().ok_or(QueueFull)
     }
 
+    /// Writes waiting for or in a commit.
+    pub fn in_flight(&self) -> usize {
+        self.mailbox.depth()
+    }
+
     /// Queues `op` in the place `permit` holds; `completion` gets its result after the batch's
     /// commit. If the coordinator is gone, `completion` is dropped uncalled.
     pub fn submit(&self, permit: Permit, op: WriteOp, completion: Completion) {
@@ -82,6 +88,8 @@ impl CoordinatorHandle {
 
 pub struct PaymentCoordinator {
     db: Db,
+    /// Told of leases found lost by a commit, so the next request routes anew.
+    cluster: Arc<Cluster>,
     publisher: PublisherHandle,
     metrics: Arc<Metrics>,
     batch_max_ops: usize,
@@ -94,6 +102,7 @@ impl PaymentCoordinator {
     /// Starts the coordinator on its own arbiter (thread).
     pub fn start(
         db: Db,
+        cluster: Arc<Cluster>,
         publisher: PublisherHandle,
         batch_max_ops: usize,
         capacity: usize,
@@ -106,6 +115,7 @@ impl PaymentCoordinator {
             ctx.set_mailbox_capacity(capacity + 1);
             PaymentCoordinator {
                 db,
+                cluster,
                 publisher,
                 metrics,
                 batch_max_ops: batch_max_ops.max(1),
@@ -157,6 +167,7 @@ impl PaymentCoordinator {
             .commits
             .commit(waiters.len(), started_at.elapsed(), outcome.is_ok());
         if let Ok(results) = &outcome {
+            self.forget_lost_leases(&ops, results);
             // Committed events go to the publisher right away; the outbox holds them until it
             // confirms delivery.
             let events = ops
@@ -168,6 +179,20 @@ impl PaymentCoordinator {
             self.publisher.hand_off(events);
         }
         deliver(waiters, outcome);
+    }
+}
+
+impl PaymentCoordinator {
+    /// Writes refused `not_owner`: their shard is another engine's now.
+    fn forget_lost_leases(&self, ops: &[WriteOp], results: &[WriteResult]) {
+        for (op, result) in ops.iter().zip(results) {
+            if *result == WriteResult::Rejected(Rejection::NotOwner) {
+                self.metrics.cluster.not_owner.inc();
+                if let Some(lease) = op.lease {
+                    self.cluster.lost(lease);
+                }
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! the buyers'), and `--help` names its value in the unit it is given in.
 
 mod buyers;
+mod cluster;
 mod coordinator;
 mod database;
 mod http;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 pub use buyers::BuyerSettings;
+pub use cluster::ClusterSettings;
 pub use coordinator::CoordinatorSettings;
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
@@ -41,6 +43,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub coordinator: CoordinatorSettings,
+
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
 
     /// The publisher's and the `events` commands' own settings type (`events::kafka`), as the
     /// publisher takes it whole.

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Datetime, Integer, Text};
+use diesel::sql_types::{BigInt, Bool, Datetime, Integer, Text};
 
 use super::models::OutboxEventRow;
 pub use super::models::OutboxStatus;
@@ -11,13 +11,33 @@ use super::schema::outbox_events;
 /// Longest error text kept for a dead event (the column's size).
 const LAST_ERROR_MAX_CHARS: usize = 1024;
 
-/// Undelivered events that occurred at or before `cutoff`, in commit order.
+/// Whose events a relay publishes: those of the buyers whose shard the engine with this owner
+/// token holds (`shards`: the database's shard count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayScope {
+    pub owner_token: i64,
+    pub shards: i32,
+}
+
+/// Undelivered events that occurred at or before `cutoff`, in commit order; with a `scope`,
+/// only those of the shards it holds (so per-buyer order holds across hand-overs).
 pub fn pending(
     conn: &mut MysqlConnection,
     cutoff: NaiveDateTime,
     limit: i64,
+    scope: Option<RelayScope>,
 ) -> QueryResult<Vec<OutboxEventRow>> {
-    outbox_events::table
+    let mut query = outbox_events::table.into_boxed();
+    if let Some(scope) = scope {
+        query = query.filter(
+            diesel::dsl::sql::<Bool>("MOD(outbox_events.buyer_id, ")
+                .bind::<Integer, _>(scope.shards)
+                .sql(") IN (SELECT shard FROM shard_leases WHERE owner_token = ")
+                .bind::<BigInt, _>(scope.owner_token)
+                .sql(")"),
+        );
+    }
+    query
         .filter(outbox_events::published_at.is_null())
         .filter(outbox_events::status.eq(OutboxStatus::Pending))
         .filter(outbox_events::occurred_at.le(cutoff))

@@ -11,6 +11,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    cluster_engines (owner_token) {
+        owner_token -> Bigint,
+        #[max_length = 128]
+        engine_id -> Varchar,
+        #[max_length = 255]
+        address -> Varchar,
+        #[max_length = 16]
+        state -> Varchar,
+        started_at -> Datetime,
+        heartbeat_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    cluster_settings (name) {
+        #[max_length = 64]
+        name -> Varchar,
+        value -> Bigint,
+    }
+}
+
+diesel::table! {
     id_blocks (name) {
         #[max_length = 32]
         name -> Varchar,
@@ -90,12 +112,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    shard_leases (shard) {
+        shard -> Integer,
+        #[max_length = 128]
+        owner_engine -> Nullable<Varchar>,
+        owner_token -> Nullable<Bigint>,
+        #[max_length = 255]
+        address -> Nullable<Varchar>,
+        epoch -> Bigint,
+        expires_at -> Nullable<Datetime>,
+        claimed_at -> Nullable<Datetime>,
+        wanted_by -> Nullable<Bigint>,
+        wanted_until -> Nullable<Datetime>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     balances,
+    cluster_engines,
+    cluster_settings,
     id_blocks,
     idempotency_keys,
     ledger_entries,
     orders,
     outbox_events,
     payments,
+    shard_leases,
 );

@@ -10,11 +10,17 @@ pub enum RejectionReason {
     WriteConflict,
     RequestTimeout,
     ShuttingDown,
+    /// The engine owning the buyer's shard could not be reached; its lease expires within
+    /// `LEASE_TTL_MS` and the shard is then claimed elsewhere.
+    OwnerUnavailable,
+    /// Answered to a forwarded request only: this engine does not own the shard (it moved);
+    /// the forwarding engine routes it again.
+    NotOwner,
 }
 
 impl RejectionReason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [RejectionReason; 7] = [
+    pub const ALL: [RejectionReason; 9] = [
         RejectionReason::InFlightLimit,
         RejectionReason::BuyerMailboxFull,
         RejectionReason::CommitQueueFull,
@@ -22,6 +28,8 @@ impl RejectionReason {
         RejectionReason::WriteConflict,
         RejectionReason::RequestTimeout,
         RejectionReason::ShuttingDown,
+        RejectionReason::OwnerUnavailable,
+        RejectionReason::NotOwner,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +41,8 @@ impl RejectionReason {
             RejectionReason::WriteConflict => "write_conflict",
             RejectionReason::RequestTimeout => "request_timeout",
             RejectionReason::ShuttingDown => "shutting_down",
+            RejectionReason::OwnerUnavailable => "owner_unavailable",
+            RejectionReason::NotOwner => "not_owner",
         }
     }
 }

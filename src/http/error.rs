@@ -16,6 +16,9 @@ use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_S: &str = "1";
 
+/// Marks a `not_owner` answer for the engine that forwarded the request, whatever the body.
+pub const NOT_OWNER_HEADER: &str = "x-payment-engine-not-owner";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("buyerId {0}")]
@@ -73,6 +76,11 @@ pub enum ApiError {
     Timeout,
     #[error("the engine is shutting down; send requests to another instance")]
     ShuttingDown,
+    /// Answered to a forwarded request only (the forwarding engine routes it again).
+    #[error("this engine does not own the buyer's shard")]
+    NotOwner,
+    #[error("the engine serving this buyer is unavailable; retry after {retry_after_s} s")]
+    OwnerUnavailable { retry_after_s: u64 },
     #[error("this route needs `Authorization: Bearer <token>` with a valid service token")]
     Unauthorized,
     #[error("internal error")]
@@ -127,6 +135,8 @@ impl ApiError {
             E::WriteConflict => ("write_conflict", "Write conflict"),
             E::Timeout => ("timeout", "Timeout"),
             E::ShuttingDown => ("shutting_down", "Shutting down"),
+            E::NotOwner => ("not_owner", "Not the owner"),
+            E::OwnerUnavailable { .. } => ("owner_unavailable", "Owner unavailable"),
             E::Unauthorized => ("unauthorized", "Unauthorized"),
             E::Internal => ("internal_error", "Internal error"),
         }
@@ -140,6 +150,8 @@ impl ApiError {
             ApiError::WriteConflict => Some(RejectionReason::WriteConflict),
             ApiError::Timeout => Some(RejectionReason::RequestTimeout),
             ApiError::ShuttingDown => Some(RejectionReason::ShuttingDown),
+            ApiError::NotOwner => Some(RejectionReason::NotOwner),
+            ApiError::OwnerUnavailable { .. } => Some(RejectionReason::OwnerUnavailable),
             _ => None,
         }
     }
@@ -163,6 +175,7 @@ impl From<BuyerError> for ApiError {
                 Refusal::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
                 Refusal::IdempotencyKeyMismatch => ApiError::IdempotencyKeyMismatch,
                 Refusal::StaleState => ApiError::WriteConflict,
+                Refusal::NotOwner => ApiError::NotOwner,
             },
             BuyerError::Overloaded(reason) => ApiError::Overloaded(reason),
             BuyerError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
@@ -197,7 +210,9 @@ impl ResponseError for ApiError {
             | E::DatabaseUnavailable
             | E::WriteConflict
             | E::Timeout
-            | E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            | E::ShuttingDown
+            | E::NotOwner
+            | E::OwnerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -217,8 +232,18 @@ impl ResponseError for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         ));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S)));
+        match self {
+            ApiError::OwnerUnavailable { retry_after_s } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S)));
+            }
+            _ => {}
+        }
+        if let ApiError::NotOwner = self {
+            response.insert_header((NOT_OWNER_HEADER, HeaderValue::from_static("true")));
         }
         if let ApiError::MethodNotAllowed { allow } = self {
             response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod openapi;
 mod orders;
 mod points;
+mod routing;
 #[cfg(test)]
 mod tests;
 
@@ -18,12 +19,13 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 
-pub use error::{ApiError, Problem};
+pub use error::{ApiError, NOT_OWNER_HEADER, Problem};
+pub use routing::{Forwarder, HOP_HEADER};
 
-use crate::actors::{BuyerError, BuyerRegistry, Command, Receipt};
+use crate::actors::{BuyerError, BuyerRegistry, Receipt};
 use crate::db::Db;
 use crate::db::ids::IdAllocator;
-use crate::domain::{BuyerId, IdempotencyKey, Points};
+use crate::domain::Points;
 
 /// Routes open to orchestrators and Prometheus, whatever the configuration: they need no token
 /// (`auth`) and are never shed (`admission`).
@@ -32,6 +34,8 @@ const OPEN_PATHS: [&str; 3] = ["/health/live", "/health/ready", "/metrics"];
 /// Shared by every handler.
 pub struct AppState {
     pub registry: Arc<BuyerRegistry>,
+    /// Which engine serves which buyer.
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub publisher: crate::actors::publisher::PublisherHandle,
     pub db: Db,
     pub order_ids: IdAllocator,
@@ -43,22 +47,6 @@ pub struct AppState {
     pub api_tokens: auth::ApiTokens,
     pub in_flight: admission::InFlight,
     pub draining: admission::Draining,
-}
-
-impl AppState {
-    /// Hands a command to the buyer's actor and waits (bounded) for it to be durable.
-    async fn execute(
-        &self,
-        buyer: BuyerId,
-        command: Command,
-        key: Option<IdempotencyKey>,
-    ) -> Result<Receipt, ApiError> {
-        let outcome = self.registry.dispatch(buyer, command, key);
-        match tokio::time::timeout(self.request_timeout, outcome).await {
-            Ok(outcome) => outcome.map_err(ApiError::from),
-            Err(_elapsed) => Err(ApiError::Timeout),
-        }
-    }
 }
 
 impl From<BuyerError> for actix_web::Error {

@@ -1,17 +1,19 @@
 //! `/orders`: create, read, and pay (`/orders/payment/kafka`, the original system's route).
 
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{self, JsonObject, committed_answer};
-use super::{ApiError, AppState, Problem, respond};
+use super::routing::Onward;
+use super::{ApiError, AppState, Problem};
 use crate::actors::Command;
 use crate::db::queries;
 use crate::domain::{BuyerId, IdParseError, OrderId, OrderView, PaymentId, PaymentReceipt, Points};
 
 /// Pay an order from the buyer's points.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PayRequest {
     #[schema(minimum = 1)]
@@ -21,7 +23,7 @@ pub struct PayRequest {
 }
 
 /// Create an order.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderRequest {
     #[schema(minimum = 1)]
@@ -90,12 +92,17 @@ pub async fn pay(
     if let Some(answer) = committed_answer(&state, key.as_ref(), fingerprint).await? {
         return Ok(answer);
     }
-    let payment_id = next_id(state.payment_ids.next().await)?;
-    let command = Command::Pay {
-        order_id,
-        payment_id,
+    let onward = Onward {
+        req: &req,
+        body: json_body(&body.0.0)?,
     };
-    Ok(respond(state.execute(buyer, command, key).await?))
+    let command = async || {
+        Ok(Command::Pay {
+            order_id,
+            payment_id: next_id(state.payment_ids.next().await)?,
+        })
+    };
+    state.serve(onward, buyer, key, command).await
 }
 
 /// Create an order (status PENDING).
@@ -113,14 +120,27 @@ pub async fn pay(
 pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<JsonObject<CreateOrderRequest>>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (buyer, total_price) = body.0.0.parse(state.max_order)?;
-    let order_id = next_id(state.order_ids.next().await)?;
-    let command = Command::CreateOrder {
-        order_id,
-        total_price,
+    let onward = Onward {
+        req: &req,
+        body: json_body(&body.0.0)?,
     };
-    Ok(respond(state.execute(buyer, command, None).await?))
+    let command = async || {
+        Ok(Command::CreateOrder {
+            order_id: next_id(state.order_ids.next().await)?,
+            total_price,
+        })
+    };
+    state.serve(onward, buyer, None, command).await
+}
+
+/// The parsed body again, for the engine a request is forwarded to.
+fn json_body(body: &impl serde::Serialize) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|_| ApiError::Internal)
 }
 
 /// An order and its status.

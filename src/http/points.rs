@@ -1,11 +1,13 @@
 //! `/points`: charge, balance, history.
 
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{self, committed_answer};
-use super::{ApiError, AppState, Problem, respond};
+use super::routing::Onward;
+use super::{ApiError, AppState, Problem};
 use crate::actors::Command;
 use crate::db::models::LedgerRow;
 use crate::db::queries;
@@ -47,7 +49,13 @@ pub async fn charge(
     {
         return Ok(answer);
     }
-    Ok(respond(state.execute(buyer, command, key).await?))
+    let onward = Onward {
+        req: &req,
+        body: Bytes::new(),
+    };
+    state
+        .serve(onward, buyer, key, async || Ok(command.clone()))
+        .await
 }
 
 /// A buyer's balance.

@@ -11,6 +11,7 @@
 //! data" before the first event.
 
 mod actors;
+mod cluster;
 mod http;
 mod labels;
 mod process;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use actors::{ActorMetrics, BuyerMetrics, CoordinatorMetrics, PublisherMetrics};
+pub use cluster::{ClusterMetrics, ForwardOutcome};
 pub use http::method_label;
 pub use labels::{ActorKind, HttpLabels, HttpRouteLabels, Outcome};
 
@@ -67,6 +69,7 @@ pub struct Metrics {
     pub buyers: BuyerMetrics,
     pub commits: CoordinatorMetrics,
     pub events: PublisherMetrics,
+    pub cluster: ClusterMetrics,
     process: ProcessMetrics,
 }
 
@@ -92,6 +95,7 @@ impl Metrics {
         let commits = CoordinatorMetrics::register(registry);
         let events = PublisherMetrics::register(registry);
         let rejections = RejectionMetrics::register(registry);
+        let cluster = ClusterMetrics::register(registry);
         let process = ProcessMetrics::register(&mut root);
         Metrics {
             registry: root,
@@ -103,6 +107,7 @@ impl Metrics {
             buyers,
             commits,
             events,
+            cluster,
             process,
         }
     }

@@ -164,6 +164,7 @@ impl ModelDb {
             }),
             idempotency: None,
             event: None,
+            lease: None,
         }
     }
 

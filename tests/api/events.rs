@@ -387,6 +387,8 @@ async fn events_committed_before_the_engine_was_killed_are_published_by_the_next
         &[
             ("KAFKA_BROKERS", nowhere),
             ("KAFKA_PAYMENT_TOPIC", topic.clone()),
+            // The next engine is this one restarted: it takes its leases over at once.
+            ("ENGINE_ID", "events-engine".to_string()),
             ("KAFKA_MESSAGE_TIMEOUT_MS", "2000".to_string()),
             ("OUTBOX_RELAY_INTERVAL_MS", "100".to_string()),
             ("OUTBOX_RELAY_GRACE_MS", "300".to_string()),
@@ -428,6 +430,7 @@ async fn events_committed_before_the_engine_was_killed_are_published_by_the_next
         use_kafka(s, &brokers);
         s.kafka.kafka_payment_topic = topic.clone();
         s.kafka.outbox_relay_batch = 4;
+        s.cluster.engine_id = Some("events-engine".to_string());
     })
     .await;
     pay_all(&app, &later).await;

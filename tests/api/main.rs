@@ -5,6 +5,7 @@ mod helpers;
 mod kafka;
 
 mod auth;
+mod cluster;
 mod concurrency;
 mod db_errors;
 mod drills;

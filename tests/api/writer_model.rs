@@ -270,6 +270,8 @@ fn tally_outcome(
             }
             WriteResult::Rejected(Rejection::OrderNotFound) => "order not found: unknown order",
             WriteResult::Rejected(Rejection::OrderAlreadyPaid) => "order already paid",
+            // The generated writes carry no lease (the lease fence has its own tests).
+            WriteResult::Rejected(Rejection::NotOwner) => "not owner",
             WriteResult::Rejected(Rejection::IdempotencyKeyUsed(record))
                 if op.idempotency.as_ref().map(|r| &r.fingerprint) == Some(&record.fingerprint) =>
             {

@@ -8,6 +8,7 @@ use actix::Addr;
 use super::BuyerActor;
 use crate::actors::coordinator::CoordinatorHandle;
 use crate::actors::errors::{BuyerError, OverloadReason};
+use crate::cluster::Cluster;
 use crate::db::Db;
 use crate::domain::buyer::{BatchFailure, BuyerRules, Refusal};
 use crate::domain::{BuyerId, Points};
@@ -16,6 +17,8 @@ use crate::metrics::{Metrics, Outcome};
 /// What every buyer actor shares.
 pub struct BuyerDeps {
     pub db: Db,
+    /// Which shards this engine holds: a buyer's money moves here only under its shard's lease.
+    pub cluster: Arc<Cluster>,
     pub coordinator: CoordinatorHandle,
     pub max_balance: Points,
     pub idempotency_ttl: Duration,
@@ -57,7 +60,7 @@ impl From<OverloadReason> for BuyerError {
 /// making, or failed.
 pub(super) fn outcome_of(error: &BuyerError) -> Outcome {
     match error {
-        BuyerError::Refused(Refusal::StaleState) => Outcome::Failed,
+        BuyerError::Refused(Refusal::StaleState | Refusal::NotOwner) => Outcome::Failed,
         BuyerError::Refused(_) => Outcome::Refused,
         _ => Outcome::Failed,
     }

@@ -25,6 +25,7 @@ use settle::{Follow, Settled};
 
 use super::errors::{BuyerError, OverloadReason, Receipt};
 use super::mailbox::Mailbox;
+use crate::db::leases::ShardLease;
 use crate::db::writer::WriteOp;
 use crate::domain::buyer::{Answer, BuyerState, Decision, PlannedWrite, Refusal};
 use crate::domain::{BuyerId, IdempotencyKey, OrderId};
@@ -39,6 +40,9 @@ pub struct BuyerActor {
     /// Requests to pay an order whose other payment is committing, answered by its outcome.
     awaiting: HashMap<OrderId, Vec<Reply>>,
     last_active: Instant,
+    /// The shard lease the current command is decided under; the state is trusted only while
+    /// the lease stays at the epoch it was read under.
+    lease: Option<ShardLease>,
 }
 
 /// A command the state refused, with the reply it has not used.
@@ -62,7 +66,24 @@ impl BuyerActor {
             state,
             awaiting: HashMap::new(),
             last_active: Instant::now(),
+            lease: None,
         }
+    }
+
+    /// The lease this command is decided under. A lease at another epoch than the last one
+    /// means the shard was away meanwhile: what is known of the buyer is dropped and read
+    /// again. No lease: the request belongs to another engine.
+    fn take_lease(&mut self) -> Result<(), BuyerError> {
+        let lease = self
+            .deps
+            .cluster
+            .held(self.state.buyer())
+            .ok_or(BuyerError::Refused(Refusal::NotOwner))?;
+        if self.lease.is_some_and(|held| held.epoch != lease.epoch) {
+            self.state.forget();
+        }
+        self.lease = Some(lease);
+        Ok(())
     }
 
     /// Lets the state decide `command`; answers it now or once its write has committed.
@@ -115,7 +136,8 @@ impl BuyerActor {
             }
             _ => None,
         };
-        let op = WriteOp::from_plan(&write, event);
+        let mut op = WriteOp::from_plan(&write, event);
+        op.lease = self.lease;
         let follow = Follow {
             actor: ctx.address(),
             pending: Some(write.pending()),
@@ -175,6 +197,10 @@ impl Handler<BuyerCommand> for BuyerActor {
         drop(permit);
         self.last_active = Instant::now();
 
+        if let Err(error) = self.take_lease() {
+            Self::refuse(Refused { error, reply }, handling);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
         let needs = self.state.needs(&command);
         if !needs.nothing() {
             return self.load_then_execute(command, key, needs, reply, handling);

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use super::mailbox::{Mailbox, Permit};
 use crate::db::Db;
+use crate::db::outbox::RelayScope;
 use crate::events::kafka::KafkaSettings;
 use crate::metrics::Metrics;
 
@@ -111,10 +112,19 @@ impl PublisherHandle {
         }
     }
 
-    /// Waits for queued hand-offs, then flushes the producer (at shutdown).
+    /// Waits for queued hand-offs, then flushes the producer (at shutdown, and before an
+    /// engine gives up its shards).
     pub async fn shutdown(&self) {
         if let Some(addr) = &self.addr {
             let _ = addr.send(Flush).await;
+        }
+    }
+
+    /// The relay drains the outbox before live publishing goes on: called when this engine
+    /// claims a shard, whose earlier events (another engine's) may still be pending.
+    pub fn drain_backlog(&self) {
+        if self.addr.is_some() {
+            self.shared.backlog.store(true, Ordering::Release);
         }
     }
 }
@@ -139,6 +149,7 @@ impl Message for Flush {
 pub struct KafkaPublisher {
     db: Db,
     settings: KafkaSettings,
+    scope: Option<RelayScope>,
     metrics: Arc<Metrics>,
     producer: Option<FutureProducer>,
     shared: Arc<Shared>,
@@ -158,7 +169,13 @@ pub struct KafkaPublisher {
 impl KafkaPublisher {
     /// Starts the publisher on its own thread; with no broker configured, returns a handle that
     /// drops hand-offs (events stay in the outbox) and logs so.
-    pub fn start(db: Db, settings: KafkaSettings, metrics: Arc<Metrics>) -> PublisherHandle {
+    /// `scope`: whose events the relay publishes (the shards this engine holds); `None`: all.
+    pub fn start(
+        db: Db,
+        settings: KafkaSettings,
+        scope: Option<RelayScope>,
+        metrics: Arc<Metrics>,
+    ) -> PublisherHandle {
         let shared = Arc::new(Shared {
             backlog: AtomicBool::new(false),
             broker: AtomicU8::new(BrokerState::Unknown as u8),
@@ -185,6 +202,7 @@ impl KafkaPublisher {
             KafkaPublisher {
                 db,
                 settings,
+                scope,
                 metrics,
                 producer: None,
                 shared: actor_shared,

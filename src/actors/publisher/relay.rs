@@ -37,6 +37,7 @@ impl KafkaPublisher {
         let ensure_topics = !self.topics_ready;
         let shared = Arc::clone(&self.shared);
         let metrics = Arc::clone(&self.metrics);
+        let scope = self.scope;
         let pass = async move {
             if ensure_topics {
                 if let Err(error) = settings.ensure_topics().await {
@@ -50,7 +51,7 @@ impl KafkaPublisher {
                 Utc::now().naive_utc() - chrono::Duration::from_std(grace).unwrap_or_default();
             let limit = settings.outbox_relay_batch;
             let rows = db
-                .run(move |conn| outbox::pending(conn, cutoff, limit))
+                .run(move |conn| outbox::pending(conn, cutoff, limit, scope))
                 .await?;
             if rows.is_empty() {
                 prune_published(&db, &settings).await;

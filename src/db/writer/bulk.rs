@@ -16,7 +16,7 @@ use diesel::sql_types::{BigInt, Datetime, Text};
 use super::tx;
 use super::{
     BalanceChange, WriteCommand, WriteOp, WriteResult, balance_groups, insert_committed_rows,
-    insert_new_orders, is_contiguous_chain, is_refusal,
+    insert_new_orders, is_contiguous_chain, is_refusal, not_owned,
 };
 use crate::db::models::{BalanceRow, IdempotencyRow, PaymentRow};
 use crate::db::schema::{balances, idempotency_keys};
@@ -57,12 +57,16 @@ pub(super) fn try_commit(
     if !groups.iter().all(|group| is_contiguous_chain(ops, group)) {
         return Ok(false);
     }
+    let all = vec![WriteResult::Committed; ops.len()];
     let outcome = tx::transaction::<(), Failure>(conn, |conn| {
-        insert_new_orders(conn, ops)?;
+        // First, so the lease rows are share-locked before anything is written.
+        if !not_owned(conn, ops)?.is_empty() {
+            return Err(Failure::Refused);
+        }
+        insert_new_orders(conn, ops, &all)?;
         insert_idempotency_records(conn, ops, now)?;
         mark_orders_paid(conn, ops)?;
         write_balances(conn, ops, &groups, now)?;
-        let all = vec![WriteResult::Committed; ops.len()];
         insert_committed_rows(conn, ops, &all)?;
         Ok(())
     });

@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 mod bulk;
+mod fence;
 mod plan;
 mod tx;
 
@@ -20,7 +21,10 @@ use super::queries;
 use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
 use crate::domain::OrderStatus;
 
+pub use super::leases::ShardLease;
+
 pub use crate::domain::buyer::Fence;
+use fence::not_owned;
 pub use plan::{known_order, stored_balance};
 
 /// A change of one buyer's balance and the ledger entry recording it.
@@ -60,6 +64,9 @@ pub struct WriteOp {
     pub idempotency: Option<IdempotencyRow>,
     /// The outbox event this write emits, committed with it (payments; charges if enabled).
     pub event: Option<NewOutboxEvent>,
+    /// The shard lease this write was decided under: it commits only if its engine still
+    /// holds the buyer's shard at that epoch. `None`: not fenced by a lease (tools, tests).
+    pub lease: Option<ShardLease>,
 }
 
 impl WriteOp {
@@ -81,6 +88,9 @@ pub enum Rejection {
     OrderAlreadyPaid,
     /// The Idempotency-Key already has a committed record (returned for replay or mismatch).
     IdempotencyKeyUsed(Box<IdempotencyRow>),
+    /// This engine no longer holds the buyer's shard at the epoch the write was decided under:
+    /// another engine owns the buyer now.
+    NotOwner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,8 +133,10 @@ fn commit_checked(
 ) -> QueryResult<Vec<WriteResult>> {
     conn.transaction(|conn| {
         let mut results = vec![WriteResult::Committed; ops.len()];
-        insert_new_orders(conn, ops)?;
-        for indices in balance_groups(ops) {
+        fence::refuse_not_owned(conn, ops, &mut results)?;
+        insert_new_orders(conn, ops, &results)?;
+        for mut indices in balance_groups(ops) {
+            indices.retain(|&index| results[index] == WriteResult::Committed);
             apply_buyer_group(conn, ops, &indices, now, &mut results)?;
         }
         insert_committed_rows(conn, ops, &results)?;
@@ -132,11 +144,18 @@ fn commit_checked(
     })
 }
 
-/// Orders go first: a payment later in the same batch may pay one of them.
-pub(super) fn insert_new_orders(conn: &mut MysqlConnection, ops: &[WriteOp]) -> QueryResult<()> {
+/// Orders go first: a payment later in the same batch may pay one of them. Only those of
+/// writes still to commit (`results`).
+pub(super) fn insert_new_orders(
+    conn: &mut MysqlConnection,
+    ops: &[WriteOp],
+    results: &[WriteResult],
+) -> QueryResult<()> {
     let rows: Vec<&OrderRow> = ops
         .iter()
-        .filter_map(|op| match &op.command {
+        .zip(results)
+        .filter(|(_, result)| **result == WriteResult::Committed)
+        .filter_map(|(op, _)| match &op.command {
             WriteCommand::CreateOrder(order) => Some(order),
             _ => None,
         })

@@ -48,6 +48,7 @@ impl WriteOp {
                 .as_ref()
                 .map(|record| idempotency_row(buyer, record, write.at)),
             event,
+            lease: None,
         }
     }
 }
@@ -130,6 +131,7 @@ impl super::WriteResult {
                 Rejection::StaleFence => WriteRefusal::StaleFence,
                 Rejection::OrderNotFound => WriteRefusal::OrderNotFound,
                 Rejection::OrderAlreadyPaid => WriteRefusal::OrderAlreadyPaid,
+                Rejection::NotOwner => WriteRefusal::NotOwner,
                 Rejection::IdempotencyKeyUsed(record) => WriteRefusal::KeyUsed {
                     fingerprint: Fingerprint(record.fingerprint.clone()),
                     answer: StoredResponse::from_row(record),

@@ -25,6 +25,7 @@ mod tests;
 
 pub use keys::{KeyBook, RECENT_KEYS_MAX};
 pub use orders::{KNOWN_ORDERS_MAX, KnownOrder, Lookup, OrderBook};
+use outcome::answer_of;
 pub use outcome::{Answer, BatchFailure, Settlement, WriteOutcome, WriteRefusal};
 pub use request::{
     Command, Decision, FencedMovement, Fingerprint, KeyClaim, KeyRecord, Needs, PendingWrite,
@@ -366,6 +367,12 @@ impl BuyerState {
         }
     }
 
+    /// Drops what is known of the buyer (another engine may have moved its money since it was
+    /// read): the next command reloads it. Writes in flight settle as usual.
+    pub fn forget(&mut self) {
+        self.invalidate(self.generation);
+    }
+
     /// Drops the balance after a write of the current generation failed: the next command
     /// reloads it.
     fn invalidate(&mut self, generation: Generation) {
@@ -373,28 +380,5 @@ impl BuyerState {
             self.balance = None;
             self.orders.forget_known();
         }
-    }
-}
-
-fn answer_of(pending: &PendingWrite, outcome: &WriteOutcome) -> Answer {
-    match outcome {
-        WriteOutcome::Committed => Answer::Committed,
-        WriteOutcome::Refused(WriteRefusal::StaleFence) => Answer::Refused(Refusal::StaleState),
-        WriteOutcome::Refused(WriteRefusal::OrderNotFound) => {
-            Answer::Refused(Refusal::OrderNotFound)
-        }
-        WriteOutcome::Refused(WriteRefusal::OrderAlreadyPaid) => {
-            Answer::Refused(Refusal::OrderAlreadyPaid)
-        }
-        WriteOutcome::Refused(WriteRefusal::KeyUsed {
-            fingerprint,
-            answer,
-        }) => match &pending.key {
-            Some(record) if record.claim.fingerprint == *fingerprint => {
-                Answer::Replay(answer.clone())
-            }
-            _ => Answer::Refused(Refusal::IdempotencyKeyMismatch),
-        },
-        WriteOutcome::Failed(failure) => Answer::Failed(*failure),
     }
 }

@@ -1,7 +1,7 @@
 //! What the writer answered for a write, and what the buyer's rules make of it.
 
 use super::super::OrderId;
-use super::request::{Fingerprint, Refusal, StoredResponse};
+use super::request::{Fingerprint, PendingWrite, Refusal, StoredResponse};
 
 /// Why the writer refused one write while its batch committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum WriteRefusal {
         fingerprint: Fingerprint,
         answer: StoredResponse,
     },
+    /// The engine no longer holds the buyer's shard at the epoch the write was decided under.
+    NotOwner,
 }
 
 /// Why a whole batch failed: nothing of it committed, or (COMMIT itself failed) the outcome is
@@ -51,4 +53,29 @@ pub enum Answer {
 pub struct Settlement {
     pub answer: Answer,
     pub payment: Option<(OrderId, bool)>,
+}
+
+/// What a settled write answers its request.
+pub(super) fn answer_of(pending: &PendingWrite, outcome: &WriteOutcome) -> Answer {
+    match outcome {
+        WriteOutcome::Committed => Answer::Committed,
+        WriteOutcome::Refused(WriteRefusal::StaleFence) => Answer::Refused(Refusal::StaleState),
+        WriteOutcome::Refused(WriteRefusal::NotOwner) => Answer::Refused(Refusal::NotOwner),
+        WriteOutcome::Refused(WriteRefusal::OrderNotFound) => {
+            Answer::Refused(Refusal::OrderNotFound)
+        }
+        WriteOutcome::Refused(WriteRefusal::OrderAlreadyPaid) => {
+            Answer::Refused(Refusal::OrderAlreadyPaid)
+        }
+        WriteOutcome::Refused(WriteRefusal::KeyUsed {
+            fingerprint,
+            answer,
+        }) => match &pending.key {
+            Some(record) if record.claim.fingerprint == *fingerprint => {
+                Answer::Replay(answer.clone())
+            }
+            _ => Answer::Refused(Refusal::IdempotencyKeyMismatch),
+        },
+        WriteOutcome::Failed(failure) => Answer::Failed(*failure),
+    }
 }

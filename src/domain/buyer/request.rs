@@ -105,6 +105,10 @@ pub enum Refusal {
     /// must be read again before anything is decided.
     #[error("the buyer's state is stale")]
     StaleState,
+    /// This engine does not (or no longer) own the buyer's shard: the request belongs to the
+    /// owner, and nothing of it committed here.
+    #[error("another engine owns this buyer")]
+    NotOwner,
 }
 
 /// What must be read from the database before a command can be decided.

@@ -56,6 +56,7 @@ fn charge(buyer: i64, expected: Option<Fence>, from: (i64, i64), amount: i64) ->
         command: WriteCommand::Charge(change(buyer, expected, from, amount)),
         idempotency: None,
         event: None,
+        lease: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn pay(buyer: i64, order: i64, expected: Option<Fence>, from: (i64, i64), price:
         command: WriteCommand::Pay { change, payment },
         idempotency: None,
         event: Some(event(&format!("pay-{order}"), buyer)),
+        lease: None,
     }
 }
 
@@ -93,6 +95,7 @@ fn create_order(buyer: i64, order: i64, price: i64) -> WriteOp {
         }),
         idempotency: None,
         event: None,
+        lease: None,
     }
 }
 

@@ -9,9 +9,12 @@ use super::{Row, buyers, check_books, events_lost, fund, scaled, secs};
 use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, shared_brokers};
 
-/// The engine's environment in the drills: the shared broker, a topic of the drill's own.
+/// The engine's environment in the drills: the shared broker, a topic of the drill's own, and
+/// one engine id, as a restarted service keeps its identity: each new process takes over the
+/// leases of the one before at once (rather than after their TTL) and fences it.
 pub fn engine_env(brokers: &str, topic: &str) -> Vec<(&'static str, String)> {
     vec![
+        ("ENGINE_ID", "drill-engine".to_string()),
         ("KAFKA_BROKERS", brokers.to_string()),
         ("KAFKA_PAYMENT_TOPIC", topic.to_string()),
         ("OUTBOX_RELAY_INTERVAL_MS", "200".to_string()),

@@ -239,8 +239,8 @@ impl Sim {
         };
         let balance = self.state.balance().expect("refused on a loaded balance");
         match refusal {
-            Refusal::StaleState => {
-                panic!("{command:?} refused as stale although what it needs was read")
+            Refusal::StaleState | Refusal::NotOwner => {
+                panic!("{command:?} refused as {refusal:?} although what it needs was read")
             }
             Refusal::IdempotencyKeyInFlight => assert!(in_flight_with(true)),
             Refusal::IdempotencyKeyMismatch => {
@@ -424,6 +424,7 @@ fn expected_answer(write: &PlannedWrite, outcome: &WriteOutcome) -> Answer {
         WriteOutcome::Committed => Answer::Committed,
         WriteOutcome::Failed(failure) => Answer::Failed(*failure),
         WriteOutcome::Refused(WriteRefusal::StaleFence) => Answer::Refused(Refusal::StaleState),
+        WriteOutcome::Refused(WriteRefusal::NotOwner) => Answer::Refused(Refusal::NotOwner),
         WriteOutcome::Refused(WriteRefusal::OrderNotFound) => {
             Answer::Refused(Refusal::OrderNotFound)
         }

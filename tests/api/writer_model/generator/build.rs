@@ -99,6 +99,7 @@ impl Generator {
             command: WriteCommand::Charge(change),
             idempotency: None,
             event: None,
+            lease: None,
         }
     }
 
@@ -121,6 +122,7 @@ impl Generator {
             }),
             idempotency: None,
             event: None,
+            lease: None,
         }
     }
 

@@ -1,0 +1,3 @@
+DROP TABLE cluster_engines;
+DROP TABLE shard_leases;
+DROP TABLE cluster_settings;
