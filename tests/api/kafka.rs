@@ -614,7 +614,11 @@ impl EngineProcess {
     /// Starts `serve` on the test's database with `env` added (HTTP on a free port, 2 workers)
     /// and waits until it answers `/health/live`.
     pub async fn serve(db: &TestDatabase, env: &[(&str, String)]) -> EngineProcess {
-        let port = free_port();
+        EngineProcess::serve_on(db, free_port(), env).await
+    }
+
+    /// `serve` on the given port (an engine restarted where it was).
+    pub async fn serve_on(db: &TestDatabase, port: u16, env: &[(&str, String)]) -> EngineProcess {
         let (log, file) = log_file("payment-engine");
         let mut command = engine_command(db);
         command

@@ -63,6 +63,8 @@ pub enum Ack {
 /// One answer (or failure) as the client saw it.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The buyer the request was for.
+    pub buyer: i64,
     /// When the request was sent, since the load started.
     pub sent_at: Duration,
     pub latency: Duration,
@@ -239,7 +241,7 @@ impl Client {
 
     async fn charge(&mut self, buyer: i64, amount: i64) -> bool {
         let path = format!("/points/{buyer}?point={amount}");
-        let Some(body) = self.post(&path, None).await else {
+        let Some(body) = self.post(buyer, &path, None).await else {
             return false;
         };
         if let Some(body) = body {
@@ -256,7 +258,7 @@ impl Client {
     async fn create_and_pay(&mut self, buyer: i64) -> bool {
         let total = 1 + self.rng.below(500) as i64;
         let order_body = json!({ "buyerId": buyer, "totalPrice": total });
-        let Some(created) = self.post("/orders", Some(order_body)).await else {
+        let Some(created) = self.post(buyer, "/orders", Some(order_body)).await else {
             return false;
         };
         let Some(created) = created else {
@@ -269,7 +271,10 @@ impl Client {
             total,
         });
         let pay_body = json!({ "buyerId": buyer, "orderId": order });
-        let Some(paid) = self.post("/orders/payment/kafka", Some(pay_body)).await else {
+        let Some(paid) = self
+            .post(buyer, "/orders/payment/kafka", Some(pay_body))
+            .await
+        else {
             return false;
         };
         if let Some(paid) = paid {
@@ -286,7 +291,7 @@ impl Client {
 
     /// Sends one POST and records it: `None` when no answer came, `Some(None)` for an error
     /// answer, `Some(Some(body))` for a success.
-    async fn post(&mut self, path: &str, body: Option<Value>) -> Option<Option<Value>> {
+    async fn post(&mut self, buyer: i64, path: &str, body: Option<Value>) -> Option<Option<Value>> {
         let sent_at = self.started.elapsed();
         let start = Instant::now();
         let mut request = self.http.post(format!("{}{path}", self.base));
@@ -324,6 +329,7 @@ impl Client {
                     })
                     .flatten();
                 self.outcome.samples.push(Sample {
+                    buyer,
                     sent_at,
                     latency,
                     status,
@@ -341,6 +347,7 @@ impl Client {
             }
             Err(error) => {
                 self.outcome.samples.push(Sample {
+                    buyer,
                     sent_at,
                     latency,
                     status: 0,

@@ -9,11 +9,13 @@
 //! line) to FILE, which `scripts/faults` prints as a table.
 
 mod broker;
+mod cluster;
 mod crash;
 mod database;
 pub mod load;
 mod overload;
 pub mod proxy;
+pub mod router;
 mod shutdown;
 
 use std::collections::{HashMap, HashSet};

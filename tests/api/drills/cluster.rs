@@ -1,0 +1,332 @@
+//! Drills of several engines behind the router (issue 13): an engine killed, paused past its
+//! lease, restarted one after another, or added, under load through HAProxy. Each checks the
+//! books and where the errors fell.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::crash::{drill_topic, engine_env};
+use super::load::{Load, LoadSpec, Outcome, Sample, quantile};
+use super::router::Router;
+use super::{Row, buyers, check_books, events_lost, scaled, secs};
+use crate::helpers::TestDatabase;
+use crate::kafka::{EngineProcess, free_port, shared_brokers};
+
+/// Short leases, so that a lost engine's shards move within seconds.
+const TTL: Duration = Duration::from_millis(2_000);
+
+/// The engines' environment: the drills' (broker, topic) with short leases; ids per engine.
+fn cluster_env(brokers: &str, topic: &str) -> Vec<(&'static str, String)> {
+    let mut env: Vec<_> = engine_env(brokers, topic)
+        .into_iter()
+        .filter(|(name, _)| *name != "ENGINE_ID")
+        .collect();
+    env.extend([
+        ("LEASE_TTL_MS", TTL.as_millis().to_string()),
+        ("LEASE_RENEW_MS", "250".to_string()),
+        ("LEASE_MIN_HOLD_MS", "2000".to_string()),
+        ("FORWARD_TIMEOUT_MS", "1000".to_string()),
+    ]);
+    env
+}
+
+/// Engines `engine-1`.. on fixed ports of one database.
+struct Engines {
+    db: TestDatabase,
+    env: Vec<(&'static str, String)>,
+    ports: Vec<u16>,
+    running: Vec<Option<EngineProcess>>,
+}
+
+impl Engines {
+    async fn start(db: &TestDatabase, n: usize, env: Vec<(&'static str, String)>) -> Engines {
+        let mut engines = Engines {
+            db: db.clone(),
+            env,
+            ports: (0..n).map(|_| free_port()).collect(),
+            running: (0..n).map(|_| None).collect(),
+        };
+        for index in 0..n {
+            engines.restart(index).await;
+        }
+        engines
+    }
+
+    /// Starts engine `index` (again), on its port, with its id.
+    async fn restart(&mut self, index: usize) {
+        let mut env = self.env.clone();
+        env.push(("ENGINE_ID", format!("engine-{}", index + 1)));
+        let engine = EngineProcess::serve_on(&self.db, self.ports[index], &env).await;
+        self.running[index] = Some(engine);
+    }
+
+    fn engine(&self, index: usize) -> &EngineProcess {
+        self.running[index].as_ref().expect("engine running")
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let pid = self.engine(index).pid().expect("engine running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+#[derive(QueryableByName)]
+struct Owner {
+    #[diesel(sql_type = BigInt)]
+    shard: i64,
+    #[diesel(sql_type = Text)]
+    owner_engine: String,
+}
+
+/// Which engine holds each held shard.
+fn owners(db: &TestDatabase) -> HashMap<i64, String> {
+    diesel::sql_query(
+        "SELECT CAST(shard AS SIGNED) AS shard, owner_engine FROM shard_leases \
+         WHERE owner_token IS NOT NULL",
+    )
+    .load::<Owner>(&mut db.connect())
+    .unwrap()
+    .into_iter()
+    .map(|row| (row.shard, row.owner_engine))
+    .collect()
+}
+
+fn spec(clients: usize) -> LoadSpec {
+    LoadSpec {
+        clients,
+        buyers: buyers(2_001, 120),
+        pay_percent: 30,
+        timeout: Duration::from_secs(15),
+        follow_readiness: false,
+    }
+}
+
+/// Funds the buyers through the router, so that each shard is claimed by the engine the
+/// router sends it to.
+async fn fund_through(router: &Router, buyers: &[i64]) {
+    let http = reqwest::Client::new();
+    for &buyer in buyers {
+        let response = http
+            .post(format!("{}/points/{buyer}?point=10000000", router.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "funding buyer {buyer}");
+    }
+}
+
+fn errors(outcome: &Outcome) -> Vec<&Sample> {
+    outcome
+        .samples
+        .iter()
+        .filter(|s| s.status >= 500 || s.status == 0)
+        .collect()
+}
+
+fn describe(samples: &[&Sample]) -> String {
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for sample in samples {
+        let code = sample
+            .code
+            .clone()
+            .unwrap_or_else(|| sample.status.to_string());
+        *codes.entry(code).or_default() += 1;
+    }
+    format!("{codes:?}")
+}
+
+#[actix_web::test]
+async fn drill_6_kill_one_of_three_engines_under_load() {
+    let db = TestDatabase::new();
+    let (brokers, topic) = (shared_brokers(), drill_topic());
+    let mut engines = Engines::start(&db, 3, cluster_env(&brokers, &topic)).await;
+    let router = Router::start(&engines.ports);
+    router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+    let spec = spec(30);
+    fund_through(&router, &spec.buyers).await;
+
+    let load = Load::start(&router.address, &spec);
+    actix_web::rt::time::sleep(scaled(Duration::from_secs(2), Duration::from_secs(5))).await;
+    let owned = owners(&db);
+    let victims: HashSet<i64> = spec
+        .buyers
+        .iter()
+        .copied()
+        .filter(|buyer| owned.get(&(buyer % 1024)).is_some_and(|e| e == "engine-2"))
+        .collect();
+    let killed_at = load.elapsed();
+    engines.running[1].as_mut().unwrap().kill();
+    actix_web::rt::time::sleep(TTL + scaled(Duration::from_secs(5), Duration::from_secs(10))).await;
+    let outcome = load.stop().await;
+
+    let failed = errors(&outcome);
+    let others: Vec<&&Sample> = failed
+        .iter()
+        .filter(|s| !victims.contains(&s.buyer))
+        .collect();
+    let last = failed.iter().map(|s| s.sent_at).max().unwrap_or(killed_at);
+    let recovery = last.saturating_sub(killed_at);
+    let books = check_books(&db, &outcome);
+    let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let row = Row {
+        drill: "6 kill -9 one of three engines",
+        load: format!("{} through HAProxy", spec.describe()),
+        faults: format!(
+            "engine-2 (owner of {} of the buyers) SIGKILLed",
+            victims.len()
+        ),
+        books,
+        events_lost: Some(lost),
+        recovery: format!("its buyers served again {} after the kill", secs(recovery)),
+        notes: format!(
+            "{} answers; errors {} (all for its buyers: {}); p99 {}",
+            outcome.samples.len(),
+            describe(&failed),
+            others.is_empty(),
+            secs(quantile(outcome.samples.iter(), 0.99))
+        ),
+    };
+    assert!(!victims.is_empty(), "engine-2 owned none of the buyers");
+    assert!(
+        others.is_empty(),
+        "buyers of other engines saw errors: {others:?}"
+    );
+    assert!(
+        recovery <= TTL + Duration::from_secs(2),
+        "errors went on {recovery:?} after the kill"
+    );
+    row.report_and_assert();
+}
+
+#[actix_web::test]
+async fn drill_4_an_owner_paused_past_its_lease_writes_nothing_stale() {
+    let db = TestDatabase::new();
+    let (brokers, topic) = (shared_brokers(), drill_topic());
+    let engines = Engines::start(&db, 2, cluster_env(&brokers, &topic)).await;
+    let router = Router::start(&engines.ports);
+    router.wait_for(&[1, 2], Duration::from_secs(10)).await;
+    let spec = spec(30);
+    fund_through(&router, &spec.buyers).await;
+
+    let load = Load::start(&router.address, &spec);
+    let pauses = scaled(2, 5);
+    for _ in 0..pauses {
+        actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+        engines.signal(0, "STOP");
+        actix_web::rt::time::sleep(TTL * 2).await;
+        engines.signal(0, "CONT");
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let outcome = load.stop().await;
+    let refused = scrape(
+        engines.engine(0),
+        "payment_engine_cluster_not_owner_refusals_total",
+    )
+    .await;
+    let lost_leases = scrape(engines.engine(0), "payment_engine_cluster_lease_lost_total").await;
+    let books = check_books(&db, &outcome);
+    let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let failed = errors(&outcome);
+    Row {
+        drill: "4 owner paused past its lease (SIGSTOP)",
+        load: format!("{} through HAProxy, 2 engines", spec.describe()),
+        faults: format!(
+            "engine-1 SIGSTOPped {pauses} times for {} (lease TTL {})",
+            secs(TTL * 2),
+            secs(TTL)
+        ),
+        books,
+        events_lost: Some(lost),
+        recovery: format!("{lost_leases} leases lost by the paused engine"),
+        notes: format!(
+            "{} answers; {refused} writes of the paused engine refused not_owner in the commit; \
+             errors {}; p99 {}",
+            outcome.samples.len(),
+            describe(&failed),
+            secs(quantile(outcome.samples.iter(), 0.99))
+        ),
+    }
+    .report_and_assert();
+}
+
+#[actix_web::test]
+async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
+    let db = TestDatabase::new();
+    let (brokers, topic) = (shared_brokers(), drill_topic());
+    let mut engines = Engines::start(&db, 3, cluster_env(&brokers, &topic)).await;
+    let router = Router::start(&engines.ports);
+    router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+    let spec = spec(30);
+    fund_through(&router, &spec.buyers).await;
+
+    let load = Load::start(&router.address, &spec);
+    let started = Instant::now();
+    let rounds = scaled(1, 3);
+    for _ in 0..rounds {
+        for index in 0..3 {
+            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+            let engine = engines.running[index].take().unwrap();
+            engine.terminate();
+            let status = engine.wait_exit(Duration::from_secs(30)).await;
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "engine-{} exit: {status:?}",
+                index + 1
+            );
+            engines.restart(index).await;
+            router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+        }
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let outcome = load.stop().await;
+    let took = started.elapsed();
+    let failed = errors(&outcome);
+    let books = check_books(&db, &outcome);
+    let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let owned = owners(&db);
+    let row = Row {
+        drill: "5 rolling restart of three engines",
+        load: format!("{} through HAProxy", spec.describe()),
+        faults: format!("{rounds} rounds of SIGTERM + restart of each engine in turn"),
+        books,
+        events_lost: Some(lost),
+        recovery: format!("{} for {} restarts", secs(took), 3 * rounds),
+        notes: format!(
+            "{} answers; errors {}; p99 {}; shards held at the end {} (by {} engines)",
+            outcome.samples.len(),
+            describe(&failed),
+            secs(quantile(outcome.samples.iter(), 0.99)),
+            owned.len(),
+            owned.values().collect::<HashSet<_>>().len()
+        ),
+    };
+    assert!(
+        failed.is_empty(),
+        "errors during the rolling restart: {}",
+        describe(&failed)
+    );
+    row.report_and_assert();
+}
+
+/// A counter of an engine's exposition (0 when absent).
+async fn scrape(engine: &EngineProcess, series: &str) -> f64 {
+    let text = engine
+        .client
+        .get(engine.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
