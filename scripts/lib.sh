@@ -1,4 +1,4 @@
-# Shared by scripts/demo, scripts/test and .ci/run: make sure what the engine and its tests need
+# Shared by scripts/demo, scripts/cluster, scripts/test and .ci/run: make sure what the engine and its tests need
 # is installed and running. Idempotent; prints what it does. Needs root (or sudo) on a fresh
 # Debian/Ubuntu machine only when something must be installed.
 set -euo pipefail
@@ -83,14 +83,26 @@ ensure_mariadb() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# Another script (or CI job) may be compiling tansu right now: wait for it rather than compile
+# it a second time into the same directory.
+wait_for_tansu_install() {
+  local pids
+  pids=$(pgrep -f 'cargo install tansu' | tr '\n' ' ' || true)
+  [ -n "$pids" ] || return 0
+  log "waiting for the tansu install already running (pid ${pids% })"
+  while pgrep -f 'cargo install tansu' >/dev/null; do sleep 5; done
+}
+
 # The Kafka-protocol broker used here (no Apache Kafka on these machines): tansu. Installs it
 # once into $TOOLS_DIR (~8 minutes of compiling on 2 cores), starts it on 127.0.0.1:9092 with
-# in-memory storage if nothing listens there, and exports TANSU_BIN and BROKER_ADDR.
+# in-memory storage if nothing listens there, and exports TANSU_BIN and BROKER_ADDR; BROKER_PID
+# too when it started the broker (scripts/cluster stops what it started).
 ensure_broker() {
   TANSU_BIN=${TANSU_BIN:-$(command -v tansu || true)}
   if [ -z "$TANSU_BIN" ] || [ ! -x "$TANSU_BIN" ]; then
     TANSU_BIN="$TOOLS_DIR/bin/tansu"
   fi
+  [ -x "$TANSU_BIN" ] || wait_for_tansu_install
   if [ ! -x "$TANSU_BIN" ]; then
     log "installing the tansu broker into $TOOLS_DIR (one time, ~8 minutes)"
     as_root mkdir -p "$TOOLS_DIR"
@@ -102,10 +114,27 @@ ensure_broker() {
     nohup "$TANSU_BIN" broker --listener-url tcp://127.0.0.1:9092 \
       --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
       >"${TMPDIR:-/tmp}/payment-engine-tansu.log" 2>&1 &
+    export BROKER_PID=$!
     for _ in $(seq 1 50); do port_open 127.0.0.1 9092 && break; sleep 0.2; done
     port_open 127.0.0.1 9092 || { echo "tansu did not start; see ${TMPDIR:-/tmp}/payment-engine-tansu.log" >&2; exit 1; }
   fi
   export BROKER_ADDR=127.0.0.1:9092
+}
+
+# What scripts/demo and scripts/cluster serve: the database payment_engine on the server
+# ensure_mariadb found, events to the broker ensure_broker started. DATABASE_URL or
+# KAFKA_BROKERS set beforehand point the engine elsewhere.
+export_demo_engine_env() {
+  export DATABASE_URL=${DATABASE_URL:-$DATABASE_SERVER_URL/payment_engine}
+  export KAFKA_BROKERS=${KAFKA_BROKERS:-$BROKER_ADDR}
+}
+
+# Builds the checkout's release binary and exports ENGINE_BIN, its path (under
+# CARGO_TARGET_DIR when that is set).
+build_engine() {
+  log "building payment-engine (release)"
+  (cd "$ROOT" && cargo build --release --quiet)
+  export ENGINE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/payment-engine"
 }
 
 # What tests/api/observability.rs runs: promtool and prometheus (Debian's package), check-jsonschema
