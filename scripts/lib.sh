@@ -137,6 +137,12 @@ build_engine() {
   export ENGINE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/payment-engine"
 }
 
+# The router in front of several engines (deploy/haproxy.cfg): scripts/cluster and the cluster
+# drills run Debian's HAProxy 2.6.
+ensure_haproxy() {
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
+}
+
 # What tests/api/observability.rs runs: promtool and prometheus (Debian's package), check-jsonschema
 # and PyYAML (PyPI; the tests read compose.yaml and the Grafana provisioning through python3), k6.
 ensure_observability_tools() {

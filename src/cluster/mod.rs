@@ -80,7 +80,7 @@ pub enum RouteError {
 #[repr(u8)]
 enum Phase {
     Serving = 0,
-    /// Shutting down: holds what it has, claims nothing new.
+    /// Shutting down: serves and claims as usual, but asks for nothing and hands nothing back.
     Draining = 1,
     /// Gave up (or is giving up) every lease.
     Released = 2,
@@ -227,7 +227,9 @@ impl Cluster {
         if let Some(lease) = self.held_shard(shard) {
             return Ok(Route::Local(lease));
         }
-        let view = if self.phase() == Phase::Serving {
+        // A draining engine still claims: it gives every lease up once it stopped anyway, and
+        // a free shard has nobody else to serve it meanwhile.
+        let view = if self.phase() != Phase::Released {
             match self.claim(shard).await? {
                 Ok(lease) => return Ok(Route::Local(lease)),
                 Err(view) => view,
@@ -249,7 +251,9 @@ impl Cluster {
                 return Ok(Route::Forward(address));
             }
         }
-        if view.is_live() && !may_forward {
+        // A forwarded request goes back to its forwarding engine, which routes it again
+        // itself (and claims the shard if it is free for it).
+        if !may_forward {
             return Err(RouteError::NotOwner {
                 retry_after: retry_after(&view),
             });

@@ -10,7 +10,8 @@ use super::{Cluster, NOT_HELD, Phase, RELEASING};
 use crate::db::leases;
 
 impl Cluster {
-    /// SIGTERM: keep serving what is held, claim nothing new, hand nothing back.
+    /// SIGTERM: keep serving (and claiming) until the engine stops; ask for and hand back
+    /// nothing meanwhile.
     pub fn start_draining(&self) {
         let _ = self.phase.compare_exchange(
             Phase::Serving as u8,

@@ -37,6 +37,9 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
 /// Largest answer taken from the owner (the API's answers are a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
+/// How long a forwarding connection may sit idle and still be used.
+const FORWARD_KEEP_ALIVE: Duration = Duration::from_millis(1_000);
+
 /// Most times a request is routed: a lease that moves while the request is being served
 /// sends it once more.
 const MAX_ROUTES: usize = 3;
@@ -46,7 +49,12 @@ pub struct Forwarder(pub awc::Client);
 
 impl Forwarder {
     pub fn new(timeout: Duration) -> Forwarder {
-        let connector = awc::Connector::new().timeout(timeout.min(Duration::from_secs(1)));
+        // A connection idle this long is not used again: shorter than the owner's drain
+        // (SHUTDOWN_DRAIN_MS), during which each of its answers closes its connection, so no
+        // connection the owner closes when it stops is ever picked for a request.
+        let connector = awc::Connector::new()
+            .timeout(timeout.min(Duration::from_secs(1)))
+            .conn_keep_alive(FORWARD_KEEP_ALIVE);
         Forwarder(
             awc::Client::builder()
                 .connector(connector)
@@ -86,9 +94,10 @@ impl AppState {
         command: impl AsyncFn() -> Result<Command, ApiError>,
     ) -> Result<HttpResponse, ApiError> {
         let hop = onward.req.headers().contains_key(HOP_HEADER);
-        let mut forwarded = hop;
+        // The owner this engine could not reach: not tried twice.
+        let mut unreachable: Option<String> = None;
         for _ in 0..MAX_ROUTES {
-            let route = self.cluster.route(buyer, !forwarded).await;
+            let route = self.cluster.route(buyer, !hop).await;
             match route.map_err(|error| route_error(error, hop))? {
                 Route::Local(_) => {
                     match self.execute(buyer, command().await?, key.clone()).await {
@@ -97,20 +106,24 @@ impl AppState {
                         other => return other.map(respond),
                     }
                 }
+                Route::Forward(address) if unreachable.as_ref() == Some(&address) => break,
                 Route::Forward(address) => {
-                    forwarded = true;
-                    match self.forward(&onward, &address).await {
+                    let forwarded = self.forward(&onward, &address).await;
+                    // Sent, answer lost: sent again only with an Idempotency-Key (if it had
+                    // committed, the key answers what it committed).
+                    let unknown = matches!(forwarded, Forwarded::Failed);
+                    match forwarded {
                         Forwarded::Answer(answer) => return Ok(answer),
                         // Moved: look again (claim it if it is free).
                         Forwarded::NotOwner => continue,
+                        Forwarded::Failed if key.is_none() => break,
                         // Stopped (or gone): wait for its release, then look again.
-                        Forwarded::Unreachable => {
+                        Forwarded::Unreachable | Forwarded::Failed => {
                             let waited = self.cluster.await_owner_change(buyer, &address).await;
                             waited.map_err(ApiError::from_db)?;
-                            continue;
-                        }
-                        Forwarded::Failed => {
-                            return Err(ApiError::OwnerUnavailable { retry_after_s: 1 });
+                            if !unknown {
+                                unreachable = Some(address);
+                            }
                         }
                     }
                 }

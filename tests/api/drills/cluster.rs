@@ -273,6 +273,7 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
         for index in 0..3 {
             actix_web::rt::time::sleep(Duration::from_secs(1)).await;
             let engine = engines.running[index].take().unwrap();
+            eprintln!("{:?}: SIGTERM engine-{}", load.elapsed(), index + 1);
             engine.terminate();
             let status = engine.wait_exit(Duration::from_secs(30)).await;
             assert!(
@@ -280,8 +281,11 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
                 "engine-{} exit: {status:?}",
                 index + 1
             );
+            eprintln!("{:?}: engine-{} exited", load.elapsed(), index + 1);
             engines.restart(index).await;
+            eprintln!("{:?}: engine-{} restarted", load.elapsed(), index + 1);
             router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+            eprintln!("{:?}: all up", load.elapsed());
         }
     }
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
@@ -307,6 +311,9 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
             owned.values().collect::<HashSet<_>>().len()
         ),
     };
+    for sample in &failed {
+        eprintln!("failed: {sample:?} shard {}", sample.buyer % 1024);
+    }
     assert!(
         failed.is_empty(),
         "errors during the rolling restart: {}",
