@@ -11,7 +11,7 @@ use super::dashboards::{self, Dashboard, datasource_refs};
 use super::tools::{PROMTOOL, TempDir, output_text, read_yaml, repo_path, run};
 use super::{TOOL_TIMEOUT, command_flag, compose, host_path, service};
 
-const ENGINE_PANELS: [&str; 18] = [
+const ENGINE_PANELS: [&str; 21] = [
     "Throughput by route",
     "Latency p50 / p95 / p99",
     "Errors by status (4xx / 5xx)",
@@ -30,6 +30,9 @@ const ENGINE_PANELS: [&str; 18] = [
     "Rejections by reason",
     "Actor restarts",
     "Memory (RSS)",
+    "Shards owned by engine",
+    "Lease claims, losses, releases, hand-backs",
+    "Forwarded requests and not_owner refusals",
 ];
 
 const K6_PANELS: [&str; 6] = [
