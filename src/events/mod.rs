@@ -38,6 +38,9 @@ pub struct PaymentCompleted {
     pub buyer_id: i64,
     pub amount: i64,
     pub balance_after: i64,
+    /// The buyer's ledger version of this payment: one buyer's events, in any order and from
+    /// any engine, sort by it (and repeat it when delivered again).
+    pub version: i64,
     pub paid_at: DateTime<Utc>,
 }
 
@@ -59,6 +62,7 @@ pub fn payment_completed(receipt: &PaymentReceipt) -> NewOutboxEvent {
         buyer_id: receipt.buyer_id.get(),
         amount: receipt.amount.get(),
         balance_after: receipt.balance.get(),
+        version: receipt.version,
         paid_at: receipt.paid_at,
     };
     outbox_row(

@@ -180,13 +180,15 @@ fn assert_payment_events(
                 int(data, "buyerId"),
                 int(data, "amount"),
                 int(data, "balanceAfter"),
+                int(data, "version"),
             ),
             (
                 payment.id,
                 payment.order_id,
                 payment.buyer_id,
                 payment.amount,
-                payment.balance_after
+                payment.balance_after,
+                payment.ledger_version
             ),
             "event data vs payment row {payment:?}"
         );
