@@ -13,7 +13,7 @@ use super::load::{Load, LoadSpec, Outcome, Sample, quantile};
 use super::router::Router;
 use super::{Row, buyers, check_books, events_lost, scaled, secs};
 use crate::helpers::TestDatabase;
-use crate::kafka::{EngineProcess, free_port, shared_brokers};
+use crate::kafka::{EngineProcess, TopicReader, free_port, shared_brokers};
 
 /// Short leases, so that a lost engine's shards move within seconds.
 const TTL: Duration = Duration::from_millis(2_000);
@@ -175,6 +175,7 @@ async fn drill_6_kill_one_of_three_engines_under_load() {
     let recovery = last.saturating_sub(killed_at);
     let books = check_books(&db, &outcome);
     let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let (backwards, duplicates) = versions_backwards(&db, &brokers, &topic).await;
     let row = Row {
         drill: "6 kill -9 one of three engines",
         load: format!("{} through HAProxy", spec.describe()),
@@ -186,13 +187,15 @@ async fn drill_6_kill_one_of_three_engines_under_load() {
         events_lost: Some(lost),
         recovery: format!("its buyers served again {} after the kill", secs(recovery)),
         notes: format!(
-            "{} answers; errors {} (all for its buyers: {}); p99 {}",
+            "{} answers; errors {} (all for its buyers: {}); p99 {}; events: {duplicates} \
+             redelivered, {backwards} out of per-buyer version order",
             outcome.samples.len(),
             describe(&failed),
             others.is_empty(),
             secs(quantile(outcome.samples.iter(), 0.99))
         ),
     };
+    assert_eq!(backwards, 0, "a buyer's event versions went backwards");
     assert!(!victims.is_empty(), "engine-2 owned none of the buyers");
     assert!(
         others.is_empty(),
@@ -233,7 +236,9 @@ async fn drill_4_an_owner_paused_past_its_lease_writes_nothing_stale() {
     let lost_leases = scrape(engines.engine(0), "payment_engine_cluster_lease_lost_total").await;
     let books = check_books(&db, &outcome);
     let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let (backwards, duplicates) = versions_backwards(&db, &brokers, &topic).await;
     let failed = errors(&outcome);
+    assert_eq!(backwards, 0, "a buyer's event versions went backwards");
     Row {
         drill: "4 owner paused past its lease (SIGSTOP)",
         load: format!("{} through HAProxy, 2 engines", spec.describe()),
@@ -247,7 +252,7 @@ async fn drill_4_an_owner_paused_past_its_lease_writes_nothing_stale() {
         recovery: format!("{lost_leases} leases lost by the paused engine"),
         notes: format!(
             "{} answers; {refused} writes of the paused engine refused not_owner in the commit; \
-             errors {}; p99 {}",
+             errors {}; p99 {}; events: {duplicates} redelivered, {backwards} out of order",
             outcome.samples.len(),
             describe(&failed),
             secs(quantile(outcome.samples.iter(), 0.99))
@@ -294,6 +299,7 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
     let failed = errors(&outcome);
     let books = check_books(&db, &outcome);
     let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let (backwards, duplicates) = versions_backwards(&db, &brokers, &topic).await;
     let owned = owners(&db);
     let row = Row {
         drill: "5 rolling restart of three engines",
@@ -303,7 +309,8 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
         events_lost: Some(lost),
         recovery: format!("{} for {} restarts", secs(took), 3 * rounds),
         notes: format!(
-            "{} answers; errors {}; p99 {}; shards held at the end {} (by {} engines)",
+            "{} answers; errors {}; p99 {}; shards held at the end {} (by {} engines); events: \
+             {duplicates} redelivered, {backwards} out of per-buyer version order",
             outcome.samples.len(),
             describe(&failed),
             secs(quantile(outcome.samples.iter(), 0.99)),
@@ -314,12 +321,45 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
     for sample in &failed {
         eprintln!("failed: {sample:?} shard {}", sample.buyer % 1024);
     }
+    assert_eq!(backwards, 0, "a buyer's event versions went backwards");
     assert!(
         failed.is_empty(),
         "errors during the rolling restart: {}",
         describe(&failed)
     );
     row.report_and_assert();
+}
+
+/// Drill 10: per buyer, the ledger versions of the payment events on `topic`, read in partition
+/// order, never go backwards once duplicates (a redelivered `eventId`) are dropped. Returns the
+/// events that went backwards and the duplicates.
+async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: &str) -> (usize, usize) {
+    let events = crate::helpers::scalar(
+        &mut db.connect(),
+        "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.completed'",
+    ) as usize;
+    let mut reader = TopicReader::open(brokers, topic).await;
+    reader
+        .read_until_distinct(events, Duration::from_secs(60))
+        .await;
+    let mut messages = reader.received.clone();
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    let (mut seen, mut newest) = (HashSet::new(), HashMap::new());
+    let (mut backwards, mut duplicates) = (0, 0);
+    for message in &messages {
+        if !seen.insert(message.event_id().to_string()) {
+            duplicates += 1;
+            continue;
+        }
+        let data = &message.value["data"];
+        let (buyer, version) = (data["buyerId"].as_i64(), data["version"].as_i64());
+        let newest = newest.entry(buyer).or_insert(version);
+        if version < *newest {
+            backwards += 1;
+        }
+        *newest = version.max(*newest);
+    }
+    (backwards, duplicates)
 }
 
 /// A counter of an engine's exposition (0 when absent).
