@@ -330,6 +330,100 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
     row.report_and_assert();
 }
 
+/// Requests forwarded by all running engines so far.
+async fn forwarded(engines: &Engines) -> f64 {
+    let mut total = 0.0;
+    for engine in engines.running.iter().flatten() {
+        total += scrape(
+            engine,
+            "payment_engine_cluster_forwarded_requests_total{outcome=\"answered\"}",
+        )
+        .await;
+    }
+    total
+}
+
+#[actix_web::test]
+async fn drill_9_an_engine_added_under_load_gets_its_shards_and_forwarding_stops() {
+    let db = TestDatabase::new();
+    let (brokers, topic) = (shared_brokers(), drill_topic());
+    let mut engines = Engines::start(&db, 2, cluster_env(&brokers, &topic)).await;
+    engines.ports.push(free_port());
+    engines.running.push(None);
+    let router = Router::start(&engines.ports);
+    router.wait_for(&[1, 2], Duration::from_secs(10)).await;
+    let spec = spec(30);
+    fund_through(&router, &spec.buyers).await;
+
+    let load = Load::start(&router.address, &spec);
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let added_at = load.elapsed();
+    engines.restart(2).await;
+    router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+    // Converged: engine-3 holds shards and nothing was forwarded for a whole second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let converged_at = loop {
+        let before = forwarded(&engines).await;
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        let held = owners(&db).values().filter(|e| *e == "engine-3").count();
+        if held > 0 && forwarded(&engines).await == before {
+            break load.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never converged: {held} shards on engine-3"
+        );
+    };
+    let window_start = load.elapsed();
+    let forwarded_before = forwarded(&engines).await;
+    actix_web::rt::time::sleep(scaled(Duration::from_secs(3), Duration::from_secs(10))).await;
+    let forwarded_after = forwarded(&engines).await;
+    let outcome = load.stop().await;
+    let answered_after = outcome.between(window_start, outcome.duration).count();
+    let share = (forwarded_after - forwarded_before) / answered_after.max(1) as f64;
+    let failed = errors(&outcome);
+    let books = check_books(&db, &outcome);
+    let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let owned = owners(&db);
+    let per_engine: Vec<usize> = (1..=3)
+        .map(|i| {
+            owned
+                .values()
+                .filter(|e| **e == format!("engine-{i}"))
+                .count()
+        })
+        .collect();
+    let row = Row {
+        drill: "9 an engine added under load",
+        load: format!("{} through HAProxy", spec.describe()),
+        faults: "engine-3 started beside two running engines".to_string(),
+        books,
+        events_lost: Some(lost),
+        recovery: format!(
+            "converged {} after it was started",
+            secs(converged_at.saturating_sub(added_at))
+        ),
+        notes: format!(
+            "shards held per engine at the end {per_engine:?}; forwarded afterwards {:.2} % of \
+             {answered_after} answers; errors {}; p99 {}",
+            share * 100.0,
+            describe(&failed),
+            secs(quantile(outcome.samples.iter(), 0.99))
+        ),
+    };
+    assert!(
+        failed.is_empty(),
+        "errors while adding an engine: {}",
+        describe(&failed)
+    );
+    assert!(
+        share < 0.01,
+        "still forwarding {:.2} % after converging",
+        share * 100.0
+    );
+    row.report_and_assert();
+}
+
 /// Drill 10: per buyer, the ledger versions of the payment events on `topic`, read in partition
 /// order, never go backwards once duplicates (a redelivered `eventId`) are dropped. Returns the
 /// events that went backwards and the duplicates.
