@@ -9,7 +9,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::crash::{drill_topic, engine_env};
+use super::database::database_address;
 use super::load::{Load, LoadSpec, Outcome, Sample, quantile};
+use super::proxy::TcpProxy;
 use super::router::Router;
 use super::{Row, buyers, check_books, events_lost, scaled, secs};
 use crate::helpers::TestDatabase;
@@ -37,6 +39,8 @@ fn cluster_env(brokers: &str, topic: &str) -> Vec<(&'static str, String)> {
 struct Engines {
     db: TestDatabase,
     env: Vec<(&'static str, String)>,
+    /// Settings of one engine only (e.g. its database URL), by index.
+    own_env: HashMap<usize, Vec<(&'static str, String)>>,
     ports: Vec<u16>,
     running: Vec<Option<EngineProcess>>,
 }
@@ -46,6 +50,7 @@ impl Engines {
         let mut engines = Engines {
             db: db.clone(),
             env,
+            own_env: HashMap::new(),
             ports: (0..n).map(|_| free_port()).collect(),
             running: (0..n).map(|_| None).collect(),
         };
@@ -58,6 +63,7 @@ impl Engines {
     /// Starts engine `index` (again), on its port, with its id.
     async fn restart(&mut self, index: usize) {
         let mut env = self.env.clone();
+        env.extend(self.own_env.get(&index).cloned().unwrap_or_default());
         env.push(("ENGINE_ID", format!("engine-{}", index + 1)));
         let engine = EngineProcess::serve_on(&self.db, self.ports[index], &env).await;
         self.running[index] = Some(engine);
@@ -326,6 +332,99 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
         failed.is_empty(),
         "errors during the rolling restart: {}",
         describe(&failed)
+    );
+    row.report_and_assert();
+}
+
+#[actix_web::test]
+async fn drill_7_an_engine_cut_off_from_the_database_fails_only_its_own_buyers() {
+    let db = TestDatabase::new();
+    let (brokers, topic) = (shared_brokers(), drill_topic());
+    let proxy = TcpProxy::start(&database_address());
+    let through_proxy = db
+        .url()
+        .replace(&database_address(), &format!("127.0.0.1:{}", proxy.port));
+    let mut engines = Engines::start(&db, 0, cluster_env(&brokers, &topic)).await;
+    for _ in 0..3 {
+        engines.ports.push(free_port());
+        engines.running.push(None);
+    }
+    engines.own_env.insert(
+        0,
+        vec![
+            ("DATABASE_URL", through_proxy),
+            ("DB_CHECKOUT_TIMEOUT_MS", "500".to_string()),
+            ("REQUEST_TIMEOUT_MS", "2000".to_string()),
+        ],
+    );
+    for index in 0..3 {
+        engines.restart(index).await;
+    }
+    let router = Router::start(&engines.ports);
+    router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+    let spec = spec(30);
+    fund_through(&router, &spec.buyers).await;
+
+    let load = Load::start(&router.address, &spec);
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let owned = owners(&db);
+    let victims: HashSet<i64> = spec
+        .buyers
+        .iter()
+        .copied()
+        .filter(|buyer| owned.get(&(buyer % 1024)).is_some_and(|e| e == "engine-1"))
+        .collect();
+    let cut_at = load.elapsed();
+    proxy.cut();
+    let outage = TTL + scaled(Duration::from_secs(3), Duration::from_secs(8));
+    actix_web::rt::time::sleep(outage).await;
+    proxy.restore();
+    actix_web::rt::time::sleep(Duration::from_secs(4)).await;
+    let outcome = load.stop().await;
+    let refused = scrape(
+        engines.engine(0),
+        "payment_engine_cluster_not_owner_refusals_total",
+    )
+    .await;
+    let failed = errors(&outcome);
+    let others: Vec<&&Sample> = failed
+        .iter()
+        .filter(|s| !victims.contains(&s.buyer))
+        .collect();
+    let last = failed.iter().map(|s| s.sent_at).max().unwrap_or(cut_at);
+    let books = check_books(&db, &outcome);
+    let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let row = Row {
+        drill: "7 one engine cut off from the database",
+        load: format!("{} through HAProxy, 3 engines", spec.describe()),
+        faults: format!(
+            "engine-1 (owner of {} of the buyers) cut off for {}",
+            victims.len(),
+            secs(outage)
+        ),
+        books,
+        events_lost: Some(lost),
+        recovery: format!(
+            "its buyers served elsewhere {} after the cut",
+            secs(last.saturating_sub(cut_at))
+        ),
+        notes: format!(
+            "{} answers; errors {} (all for its buyers: {}); {refused} of its writes refused \
+             not_owner after the healing; p99 {}",
+            outcome.samples.len(),
+            describe(&failed),
+            others.is_empty(),
+            secs(quantile(outcome.samples.iter(), 0.99))
+        ),
+    };
+    assert!(!victims.is_empty(), "engine-1 owned none of the buyers");
+    assert!(
+        others.is_empty(),
+        "buyers of other engines saw errors: {others:?}"
+    );
+    assert!(
+        last.saturating_sub(cut_at) <= TTL + Duration::from_secs(3),
+        "its buyers failed until {last:?} (cut at {cut_at:?})"
     );
     row.report_and_assert();
 }

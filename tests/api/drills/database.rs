@@ -20,7 +20,7 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_millis(500);
 const OUTAGE: Duration = Duration::from_secs(10);
 
 /// `host:port` of the MariaDB server the tests use.
-fn database_address() -> String {
+pub fn database_address() -> String {
     let url = server_url();
     let rest = url.split("://").nth(1).unwrap_or(&url);
     let host_port = rest.rsplit('@').next().unwrap_or(rest);
