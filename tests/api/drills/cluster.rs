@@ -429,6 +429,55 @@ async fn drill_7_an_engine_cut_off_from_the_database_fails_only_its_own_buyers()
     row.report_and_assert();
 }
 
+#[actix_web::test]
+async fn drill_8_two_routers_with_different_health_views_never_conflict() {
+    let db = TestDatabase::new();
+    let (brokers, topic) = (shared_brokers(), drill_topic());
+    let engines = Engines::start(&db, 3, cluster_env(&brokers, &topic)).await;
+    // Router `a` sees all three engines; router `b` cannot reach engine-3 (its address is
+    // wrong there), so it sends engine-3's hash slots to the other two.
+    let a = Router::start(&engines.ports);
+    let b = Router::start(&engines.ports[..2]);
+    a.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+    b.wait_for(&[1, 2], Duration::from_secs(10)).await;
+    let spec = spec(15);
+    fund_through(&a, &spec.buyers).await;
+
+    let (load_a, load_b) = (
+        Load::start(&a.address, &spec),
+        Load::start(&b.address, &spec),
+    );
+    actix_web::rt::time::sleep(scaled(Duration::from_secs(6), Duration::from_secs(20))).await;
+    let mut outcome = load_a.stop().await;
+    outcome.merge(load_b.stop().await);
+    let failed = errors(&outcome);
+    let conflicts = outcome
+        .samples
+        .iter()
+        .filter(|s| s.code.as_deref() == Some("write_conflict"))
+        .count();
+    let forwarded = forwarded(&engines).await;
+    let books = check_books(&db, &outcome);
+    let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
+    let row = Row {
+        drill: "8 two routers, different health views",
+        load: format!("{} through each of two HAProxys", spec.describe()),
+        faults: "router b cannot reach engine-3; router a can".to_string(),
+        books,
+        events_lost: Some(lost),
+        recovery: "—".to_string(),
+        notes: format!(
+            "{} answers; {forwarded} forwarded; {conflicts} write_conflict; errors {}; p99 {}",
+            outcome.samples.len(),
+            describe(&failed),
+            secs(quantile(outcome.samples.iter(), 0.99))
+        ),
+    };
+    assert_eq!(conflicts, 0, "write_conflict answered");
+    assert!(failed.is_empty(), "errors: {}", describe(&failed));
+    row.report_and_assert();
+}
+
 /// Requests forwarded by all running engines so far.
 async fn forwarded(engines: &Engines) -> f64 {
     let mut total = 0.0;
