@@ -213,36 +213,6 @@ pub fn release(
     .execute(conn)
 }
 
-/// Inside a batch's transaction: the (shard, epoch) pairs among `shards` that `token` no
-/// longer holds (the shard is another's, free, or claimed again since). The lease rows are read
-/// with a shared lock, so a claim of any of them waits until this transaction ends.
-pub fn lost(
-    conn: &mut MysqlConnection,
-    token: i64,
-    shards: &[(i32, i64)],
-) -> QueryResult<Vec<(i32, i64)>> {
-    if shards.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<i32> = shards.iter().map(|(shard, _)| *shard).collect();
-    let rows = diesel::sql_query(format!(
-        "SELECT shard, epoch FROM shard_leases WHERE shard IN ({}) AND owner_token = ? \
-         LOCK IN SHARE MODE",
-        list(&ids)
-    ))
-    .bind::<BigInt, _>(token)
-    .load::<Held>(conn)?;
-    Ok(shards
-        .iter()
-        .filter(|(shard, epoch)| {
-            !rows
-                .iter()
-                .any(|row| row.shard == *shard && row.epoch == *epoch)
-        })
-        .copied()
-        .collect())
-}
-
 /// Free or expired shards (claimable by `holder`) with events still to publish: at most
 /// `limit`. Their events would otherwise wait for the next request of one of their buyers.
 pub fn orphans_with_events(

@@ -155,8 +155,14 @@ fn a_takeover_waits_for_the_batch_holding_the_lease_and_the_old_owners_next_batc
     let started = std::sync::Arc::clone(&claim_started);
     let url = db.url();
     let outcome = conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        let lost = leases::lost(conn, a.token, &[(a_lease.shard, a_lease.epoch)])?;
-        assert!(lost.is_empty(), "the lease is still `a`'s: {lost:?}");
+        // As the batch's fence does (db/writer/fence.rs).
+        let held = diesel::sql_query(format!(
+            "SELECT shard FROM shard_leases WHERE owner_token = {} AND shard = {} \
+             AND epoch = {} LOCK IN SHARE MODE",
+            a.token, a_lease.shard, a_lease.epoch
+        ))
+        .execute(conn)?;
+        assert_eq!(held, 1, "the lease is still `a`'s");
         let takeover = std::thread::spawn(move || {
             let mut other = MysqlConnection::establish(&url).unwrap();
             *started.lock().unwrap() = Some(Instant::now());
