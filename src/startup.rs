@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 
 /// Ids reserved per database round trip.
 const ID_BLOCK_SIZE: i64 = 1000;
+/// After the drain's release, how long the engine goes on listening so that requests forwarded
+/// to it meanwhile hear `not_owner` rather than find the listener closed.
+const RELEASE_GRACE: Duration = Duration::from_millis(250);
 /// At shutdown, longest wait for writes still in the commit queue before the leases go.
 const SETTLE_WRITES_WITHIN: Duration = Duration::from_secs(5);
 /// How often expired Idempotency-Key records are deleted, and at most how many per round.
@@ -103,7 +106,11 @@ impl Application {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let (handle, draining, drain) = (self.handle(), self.draining.clone(), self.drain);
-        let cluster = Arc::clone(&self.cluster);
+        let (cluster, coordinator, publisher) = (
+            Arc::clone(&self.cluster),
+            self.coordinator.clone(),
+            self.publisher.clone(),
+        );
         tokio::spawn(async move {
             tokio::select! {
                 _ = terminate.recv() => {}
@@ -120,6 +127,12 @@ impl Application {
                 _ = terminate.recv() => {}
                 _ = interrupt.recv() => {}
             }
+            // Give the shards up while still listening: engines forwarding here are told
+            // `not_owner` and claim them, rather than find the listener gone.
+            cluster
+                .release_all(settle(&coordinator, &publisher), false)
+                .await;
+            tokio::time::sleep(RELEASE_GRACE).await;
             tracing::info!("stopping: no new connections; finishing accepted requests");
             handle.stop(true).await;
         });
@@ -144,7 +157,7 @@ impl Application {
         // requests timed out. Once they and the committed events are out, the shards are given
         // up at once, so other engines claim them on their next request.
         self.cluster
-            .release_all(settle(&self.coordinator, &self.publisher))
+            .release_all(settle(&self.coordinator, &self.publisher), true)
             .await;
         self.renewals.abort();
         self.registry.stop();

@@ -227,12 +227,23 @@ impl Cluster {
         if let Some(lease) = self.held_shard(shard) {
             return Ok(Route::Local(lease));
         }
-        // A draining engine still claims: it gives every lease up once it stopped anyway, and
-        // a free shard has nobody else to serve it meanwhile.
-        let view = if self.phase() != Phase::Released {
-            match self.claim(shard).await? {
-                Ok(lease) => return Ok(Route::Local(lease)),
-                Err(view) => view,
+        // A draining engine still claims for its own clients (a free shard has nobody else to
+        // serve it; it gives every lease up once it stopped), but not for another engine's
+        // forwarded request: that engine claims the shard itself.
+        let may_claim = match self.phase() {
+            Phase::Serving => true,
+            Phase::Draining => may_forward,
+            Phase::Released => false,
+        };
+        let view = if may_claim {
+            let mut tries = 0;
+            loop {
+                match self.claim(shard).await? {
+                    Ok(lease) => return Ok(Route::Local(lease)),
+                    // Released between the claim and the read that followed it: claim again.
+                    Err(view) if claimable(&view) && tries < 2 => tries += 1,
+                    Err(view) => break view,
+                }
             }
         } else {
             let view = self.db.run(move |conn| leases::lease(conn, shard)).await?;
@@ -258,6 +269,7 @@ impl Cluster {
                 retry_after: retry_after(&view),
             });
         }
+        tracing::info!(shard, phase = ?self.phase(), lease = ?view, "no engine to serve the shard");
         Err(RouteError::OwnerUnavailable {
             retry_after: retry_after(&view),
         })
@@ -354,6 +366,11 @@ fn free(shard: i32) -> LeaseView {
         wanted_by: None,
         wanted_address: None,
     }
+}
+
+/// Free or expired, and promised to nobody: a claim would have taken it.
+fn claimable(view: &LeaseView) -> bool {
+    !view.is_live() && view.wanted_by.is_none()
 }
 
 /// How long until the lease can be claimed: its remaining time, at least a second.

@@ -21,11 +21,16 @@ impl Cluster {
         );
     }
 
-    /// The end of a drain: requests for our shards wait while `settle` finishes what is in
-    /// flight (commits, events), then every lease is released at once, so other engines claim
-    /// the shards on their next request.
-    pub async fn release_all(&self, settle: impl std::future::Future<Output = ()>) {
-        self.phase.store(Phase::Released as u8, Ordering::Release);
+    /// Requests for our shards wait while `settle` finishes what is in flight (commits,
+    /// events), then every lease is released at once, so other engines claim the shards on
+    /// their next request. At the end of a drain (`last` false) the engine is still listening:
+    /// a forwarded request now hears `not_owner` and its engine claims the shard, while a
+    /// client's own request may claim a shard again (released once more when the engine has
+    /// stopped, `last`; after that nothing is claimed).
+    pub async fn release_all(&self, settle: impl std::future::Future<Output = ()>, last: bool) {
+        if last {
+            self.phase.store(Phase::Released as u8, Ordering::Release);
+        }
         let shards: Vec<i32> = (0..self.options.shards as i32)
             .filter(|&shard| self.mark_releasing(shard))
             .collect();

@@ -106,7 +106,10 @@ impl AppState {
                         other => return other.map(respond),
                     }
                 }
-                Route::Forward(address) if unreachable.as_ref() == Some(&address) => break,
+                Route::Forward(address) if unreachable.as_ref() == Some(&address) => {
+                    tracing::info!(%address, "the owning engine stays unreachable");
+                    break;
+                }
                 Route::Forward(address) => {
                     let forwarded = self.forward(&onward, &address).await;
                     // Sent, answer lost: sent again only with an Idempotency-Key (if it had
@@ -116,7 +119,10 @@ impl AppState {
                         Forwarded::Answer(answer) => return Ok(answer),
                         // Moved: look again (claim it if it is free).
                         Forwarded::NotOwner => continue,
-                        Forwarded::Failed if key.is_none() => break,
+                        Forwarded::Failed if key.is_none() => {
+                            tracing::info!(%address, "the forwarded request's answer was lost");
+                            break;
+                        }
                         // Stopped (or gone): wait for its release, then look again.
                         Forwarded::Unreachable | Forwarded::Failed => {
                             let waited = self.cluster.await_owner_change(buyer, &address).await;
@@ -129,6 +135,7 @@ impl AppState {
                 }
             }
         }
+        tracing::info!(buyer = %buyer, "answering owner_unavailable");
         Err(ApiError::OwnerUnavailable { retry_after_s: 1 })
     }
 

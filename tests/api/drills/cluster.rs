@@ -280,6 +280,7 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
     let load = Load::start(&router.address, &spec);
     let started = Instant::now();
     let rounds = scaled(1, 3);
+    let mut diagnostics = Vec::new();
     for _ in 0..rounds {
         for index in 0..3 {
             actix_web::rt::time::sleep(Duration::from_secs(1)).await;
@@ -293,6 +294,7 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
                 index + 1
             );
             eprintln!("{:?}: engine-{} exited", load.elapsed(), index + 1);
+            diagnostics.push(routing_log(&engine, index));
             engines.restart(index).await;
             eprintln!("{:?}: engine-{} restarted", load.elapsed(), index + 1);
             router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
@@ -326,6 +328,12 @@ async fn drill_5_rolling_restart_of_three_engines_answers_no_error() {
     };
     for sample in &failed {
         eprintln!("failed: {sample:?} shard {}", sample.buyer % 1024);
+    }
+    if !failed.is_empty() {
+        for (index, engine) in engines.running.iter().enumerate() {
+            diagnostics.extend(engine.as_ref().map(|e| routing_log(e, index)));
+        }
+        eprintln!("{}", diagnostics.join("\n"));
     }
     assert_eq!(backwards, 0, "a buyer's event versions went backwards");
     assert!(
@@ -476,6 +484,26 @@ async fn drill_8_two_routers_with_different_health_views_never_conflict() {
     assert_eq!(conflicts, 0, "write_conflict answered");
     assert!(failed.is_empty(), "errors: {}", describe(&failed));
     row.report_and_assert();
+}
+
+/// What an engine logged about requests it could not route (for a failed drill).
+fn routing_log(engine: &EngineProcess, index: usize) -> String {
+    engine
+        .log_text()
+        .lines()
+        .filter(|line| {
+            [
+                "no engine to serve",
+                "unreachable",
+                "answer was lost",
+                "owner_unavailable",
+            ]
+            .iter()
+            .any(|needle| line.contains(needle))
+        })
+        .map(|line| format!("engine-{}: {line}", index + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Requests forwarded by all running engines so far.
