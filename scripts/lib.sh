@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/demo, scripts/cluster, scripts/test and .ci/run: make sure what the engine and its tests need
 # is installed and running. Idempotent; prints what it does. Needs root (or sudo) on a fresh
 # Debian/Ubuntu machine only when something must be installed.
@@ -82,6 +83,79 @@ ensure_mariadb() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# sql DB 'statement' -> tab-separated rows, no header: the mariadb client on the server
+# DATABASE_SERVER_URL (mysql://[user[:password]@]host[:port], see ensure_mariadb) names.
+sql() {
+  local url=${DATABASE_SERVER_URL#mysql://} creds=root hostport user pass="" host port=3306
+  url=${url%/}
+  hostport=$url
+  if [[ $url == *@* ]]; then
+    creds=${url%@*}
+    hostport=${url##*@}
+  fi
+  user=${creds%%:*}
+  [ "$creds" != "$user" ] && pass=${creds#*:}
+  host=${hostport%%:*}
+  [ "$hostport" != "$host" ] && port=${hostport#*:}
+  MYSQL_PWD="$pass" mariadb --protocol=tcp -h"$host" -P"$port" -u"$user" -N -B "$1" -e "$2"
+}
+
+# The books of database $1: how many balances do not equal the sum of their ledger, or whose
+# ledger versions do not run 1..n without gap (0 when they are right).
+unbalanced_buyers() {
+  sql "$1" "
+    SELECT COUNT(*) FROM balances b LEFT JOIN (
+      SELECT buyer_id, SUM(amount) s, COUNT(*) n, MIN(version) lo, MAX(version) hi
+      FROM ledger_entries GROUP BY buyer_id) l ON l.buyer_id = b.buyer_id
+    WHERE l.buyer_id IS NULL OR b.balance <> l.s OR b.version <> l.hi OR l.n <> l.hi OR l.lo <> 1"
+}
+
+# No socket (listening or connected) uses local port $1 (ss; without it: nothing listens on it).
+port_unused() {
+  if command -v ss >/dev/null; then
+    [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
+  elif port_open 127.0.0.1 "$1"; then
+    return 1
+  fi
+}
+
+# A port below the kernel's ephemeral range (so no outgoing connection holds it) that no socket
+# uses.
+free_port() {
+  local low p
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  for _ in $(seq 1 100); do
+    p=$((10000 + RANDOM % (low - 10000)))
+    port_unused "$p" && { echo "$p"; return 0; }
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# CPU time (user + system, clock ticks) a process has used so far; 0 when it is gone.
+proc_ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# CPU time (clock ticks) of this shell's children that have finished (a load generator it ran).
+children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
+
+# R, S, T (stopped: paused), Z (exited, not yet reaped)... as /proc tells it.
+process_state() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; }
+
+alive() {
+  local state
+  state=$(process_state "$1")
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# Waits up to $2 seconds for process $1 to exit; fails if it did not.
+wait_exit() {
+  local deadline=$((SECONDS + $2))
+  while alive "$1"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
 
 # Another script (or CI job) may be compiling tansu right now: wait for it rather than compile
 # it a second time into the same directory.
