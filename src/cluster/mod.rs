@@ -247,7 +247,7 @@ impl Cluster {
             }
         } else {
             let view = self.db.run(move |conn| leases::lease(conn, shard)).await?;
-            view.unwrap_or_else(|| free(shard))
+            view.unwrap_or_else(|| LeaseView::free(shard))
         };
         if may_forward && view.owner_token != Some(self.holder.token) {
             let owner = if view.is_live() {
@@ -352,19 +352,6 @@ impl Cluster {
     /// the TTL, so it lapses here before the database lets another engine claim it.
     fn valid_for_ms(&self) -> u64 {
         (self.options.ttl.as_millis() as u64) * 4 / 5
-    }
-}
-
-fn free(shard: i32) -> LeaseView {
-    LeaseView {
-        shard,
-        owner_token: None,
-        owner_engine: None,
-        address: None,
-        epoch: 0,
-        remaining_us: None,
-        wanted_by: None,
-        wanted_address: None,
     }
 }
 

@@ -54,6 +54,20 @@ pub struct LeaseView {
 }
 
 impl LeaseView {
+    /// A shard nobody holds or asked for.
+    pub fn free(shard: i32) -> LeaseView {
+        LeaseView {
+            shard,
+            owner_token: None,
+            owner_engine: None,
+            address: None,
+            epoch: 0,
+            remaining_us: None,
+            wanted_by: None,
+            wanted_address: None,
+        }
+    }
+
     /// Held by someone and not expired.
     pub fn is_live(&self) -> bool {
         self.owner_token.is_some() && self.remaining_us.is_some_and(|us| us > 0)
@@ -142,16 +156,7 @@ pub fn claim(
     Ok(match view {
         Some(view) if view.owner_token == Some(holder.token) => Ok(view.epoch),
         Some(view) => Err(view),
-        None => Err(LeaseView {
-            shard,
-            owner_token: None,
-            owner_engine: None,
-            address: None,
-            epoch: 0,
-            remaining_us: None,
-            wanted_by: None,
-            wanted_address: None,
-        }),
+        None => Err(LeaseView::free(shard)),
     })
 }
 
