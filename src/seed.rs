@@ -56,6 +56,7 @@ pub fn seed_demo_data(conn: &mut MysqlConnection) -> anyhow::Result<bool> {
                 balance_after: DEMO_STARTING_BALANCE,
                 order_id: None,
                 payment_id: None,
+                refund_id: None,
                 created_at: now,
             })
             .collect();
@@ -67,6 +68,7 @@ pub fn seed_demo_data(conn: &mut MysqlConnection) -> anyhow::Result<bool> {
                 status: OrderStatus::Pending,
                 created_at: now,
                 paid_at: None,
+                cancelled_at: None,
             })
             .collect();
         diesel::insert_into(balances::table)

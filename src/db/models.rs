@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
+use super::schema::{
+    balances, idempotency_keys, ledger_entries, orders, outbox_events, payments, refunds,
+};
 use crate::domain::{EntryKind, OrderStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -26,6 +28,8 @@ pub struct LedgerRow {
     pub balance_after: i64,
     pub order_id: Option<i64>,
     pub payment_id: Option<i64>,
+    /// Set on REFUND entries.
+    pub refund_id: Option<i64>,
     pub created_at: NaiveDateTime,
 }
 
@@ -38,6 +42,7 @@ pub struct OrderRow {
     pub status: OrderStatus,
     pub created_at: NaiveDateTime,
     pub paid_at: Option<NaiveDateTime>,
+    pub cancelled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -47,9 +52,25 @@ pub struct PaymentRow {
     pub order_id: i64,
     pub buyer_id: i64,
     pub amount: i64,
+    /// The sum of this payment's refunds so far, at most `amount`.
+    pub refunded_amount: i64,
     pub balance_after: i64,
     pub ledger_version: i64,
     pub paid_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refunds, check_for_backend(diesel::mysql::Mysql))]
+pub struct RefundRow {
+    pub id: i64,
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub buyer_id: i64,
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub balance_after: i64,
+    pub ledger_version: i64,
+    pub refunded_at: NaiveDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]

@@ -64,6 +64,7 @@ diesel::table! {
         balance_after -> Bigint,
         order_id -> Nullable<Bigint>,
         payment_id -> Nullable<Bigint>,
+        refund_id -> Nullable<Bigint>,
         created_at -> Datetime,
     }
 }
@@ -77,6 +78,7 @@ diesel::table! {
         status -> Varchar,
         created_at -> Datetime,
         paid_at -> Nullable<Datetime>,
+        cancelled_at -> Nullable<Datetime>,
     }
 }
 
@@ -106,9 +108,25 @@ diesel::table! {
         order_id -> Bigint,
         buyer_id -> Bigint,
         amount -> Bigint,
+        refunded_amount -> Bigint,
         balance_after -> Bigint,
         ledger_version -> Bigint,
         paid_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Bigint,
+        payment_id -> Bigint,
+        order_id -> Bigint,
+        buyer_id -> Bigint,
+        amount -> Bigint,
+        #[max_length = 255]
+        reason -> Nullable<Varchar>,
+        balance_after -> Bigint,
+        ledger_version -> Bigint,
+        refunded_at -> Datetime,
     }
 }
 
@@ -138,5 +156,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     orders,
     outbox_events,
     payments,
+    refunds,
     shard_leases,
 );

@@ -68,10 +68,10 @@ mod tests {
 
     #[test]
     fn every_value_reads_back_as_written() {
-        for status in [OrderStatus::Pending, OrderStatus::Paid] {
+        for status in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
         }
-        for kind in [EntryKind::Charge, EntryKind::Payment] {
+        for kind in [EntryKind::Charge, EntryKind::Payment, EntryKind::Refund] {
             assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
         }
         for status in [

@@ -72,6 +72,10 @@ positive_id!(
     /// A payment of one order.
     PaymentId
 );
+positive_id!(
+    /// A refund of part or all of one payment.
+    RefundId
+);
 
 #[cfg(test)]
 mod tests {

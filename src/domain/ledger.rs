@@ -8,6 +8,8 @@ use super::{DomainError, Points};
 pub enum EntryKind {
     Charge,
     Payment,
+    /// Part or all of a payment given back (positive amount).
+    Refund,
 }
 
 impl EntryKind {
@@ -15,6 +17,7 @@ impl EntryKind {
         match self {
             EntryKind::Charge => "CHARGE",
             EntryKind::Payment => "PAYMENT",
+            EntryKind::Refund => "REFUND",
         }
     }
 
@@ -22,17 +25,22 @@ impl EntryKind {
         match s {
             "CHARGE" => Some(EntryKind::Charge),
             "PAYMENT" => Some(EntryKind::Payment),
+            "REFUND" => Some(EntryKind::Refund),
             _ => None,
         }
     }
 }
 
-/// The life of an order: created PENDING, paid at most once.
+/// The life of an order: created PENDING; then either CANCELLED (never paid) or PAID (at most
+/// once), and a paid order PARTIALLY_REFUNDED and REFUNDED as refunds give its points back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Pending,
     Paid,
+    Cancelled,
+    PartiallyRefunded,
+    Refunded,
 }
 
 impl OrderStatus {
@@ -40,13 +48,36 @@ impl OrderStatus {
         match self {
             OrderStatus::Pending => "PENDING",
             OrderStatus::Paid => "PAID",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
+            OrderStatus::Refunded => "REFUNDED",
         }
+    }
+
+    /// Every status, in the order of an order's life.
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        OrderStatus::PartiallyRefunded,
+        OrderStatus::Refunded,
+    ];
+
+    /// Whether the order has been paid (whatever has been refunded of it since).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+        )
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "PENDING" => Some(OrderStatus::Pending),
             "PAID" => Some(OrderStatus::Paid),
+            "CANCELLED" => Some(OrderStatus::Cancelled),
+            "PARTIALLY_REFUNDED" => Some(OrderStatus::PartiallyRefunded),
+            "REFUNDED" => Some(OrderStatus::Refunded),
             _ => None,
         }
     }

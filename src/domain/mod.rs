@@ -12,8 +12,8 @@ mod rejection;
 
 pub use error::DomainError;
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey};
-pub use ids::{BuyerId, IdParseError, OrderId, PaymentId};
+pub use ids::{BuyerId, IdParseError, OrderId, PaymentId, RefundId};
 pub use ledger::{BalanceState, EntryKind, Movement, OrderStatus};
 pub use money::{AmountParseError, Points};
-pub use receipts::{ChargeReceipt, OrderView, PaymentReceipt};
+pub use receipts::{ChargeReceipt, OrderView, PaymentReceipt, RefundReceipt};
 pub use rejection::RejectionReason;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{BuyerId, OrderId, OrderStatus, PaymentId, Points};
+use super::{BuyerId, OrderId, OrderStatus, PaymentId, Points, RefundId};
 
 /// The answer to a charge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -44,6 +44,31 @@ pub struct PaymentReceipt {
     pub paid_at: DateTime<Utc>,
 }
 
+/// The answer to a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundReceipt {
+    #[schema(value_type = i64)]
+    pub refund_id: RefundId,
+    #[schema(value_type = i64)]
+    pub payment_id: PaymentId,
+    #[schema(value_type = i64)]
+    pub order_id: OrderId,
+    #[schema(value_type = i64)]
+    pub buyer_id: BuyerId,
+    /// Points given back.
+    #[schema(value_type = i64)]
+    pub amount: Points,
+    /// The balance after the refund.
+    #[schema(value_type = i64)]
+    pub balance: Points,
+    /// The ledger version this refund wrote.
+    pub version: i64,
+    /// Why, as the request gave it.
+    pub reason: Option<String>,
+    pub refunded_at: DateTime<Utc>,
+}
+
 /// An order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -57,4 +82,5 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub created_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }

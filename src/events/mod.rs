@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::models::NewOutboxEvent;
-use crate::domain::{ChargeReceipt, PaymentReceipt};
+use crate::domain::{ChargeReceipt, OrderId, PaymentReceipt, Points, RefundReceipt};
 
 pub const PAYMENT_COMPLETED: &str = "payment.completed";
+pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+pub const ORDER_CANCELLED: &str = "order.cancelled";
 pub const POINTS_CHARGED: &str = "points.charged";
 /// Version of the payload schemas below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -54,6 +56,35 @@ pub struct PointsCharged {
     pub charged_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub refund_id: i64,
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub buyer_id: i64,
+    /// Points given back by this refund.
+    pub amount: i64,
+    /// All refunds of the payment so far, this one included (at most the payment's amount).
+    pub refunded_total: i64,
+    /// The payment's amount: `refunded_total == payment_amount` once fully refunded.
+    pub payment_amount: i64,
+    pub balance_after: i64,
+    /// The buyer's ledger version of this refund (as in `payment.completed`).
+    pub version: i64,
+    pub reason: Option<String>,
+    pub refunded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub order_id: i64,
+    pub buyer_id: i64,
+    pub total_price: i64,
+    pub cancelled_at: DateTime<Utc>,
+}
+
 /// The outbox row of a payment.
 pub fn payment_completed(receipt: &PaymentReceipt) -> NewOutboxEvent {
     let data = PaymentCompleted {
@@ -71,6 +102,45 @@ pub fn payment_completed(receipt: &PaymentReceipt) -> NewOutboxEvent {
         receipt.paid_at,
         data,
     )
+}
+
+/// The outbox row of a refund; `refunded_total` and `payment_amount` as after it.
+pub fn payment_refunded(
+    receipt: &RefundReceipt,
+    refunded_total: Points,
+    payment_amount: Points,
+) -> NewOutboxEvent {
+    let data = PaymentRefunded {
+        refund_id: receipt.refund_id.get(),
+        payment_id: receipt.payment_id.get(),
+        order_id: receipt.order_id.get(),
+        buyer_id: receipt.buyer_id.get(),
+        amount: receipt.amount.get(),
+        refunded_total: refunded_total.get(),
+        payment_amount: payment_amount.get(),
+        balance_after: receipt.balance.get(),
+        version: receipt.version,
+        reason: receipt.reason.clone(),
+        refunded_at: receipt.refunded_at,
+    };
+    let buyer = receipt.buyer_id.get();
+    outbox_row(PAYMENT_REFUNDED, buyer, receipt.refunded_at, data)
+}
+
+/// The outbox row of a cancelled order.
+pub fn order_cancelled(
+    order_id: OrderId,
+    buyer_id: i64,
+    total_price: Points,
+    at: DateTime<Utc>,
+) -> NewOutboxEvent {
+    let data = OrderCancelled {
+        order_id: order_id.get(),
+        buyer_id,
+        total_price: total_price.get(),
+        cancelled_at: at,
+    };
+    outbox_row(ORDER_CANCELLED, buyer_id, at, data)
 }
 
 /// The outbox row of a charge (emitted only when enabled).

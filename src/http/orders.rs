@@ -172,6 +172,7 @@ pub async fn get(
         status: row.status,
         created_at: row.created_at.and_utc(),
         paid_at: row.paid_at.map(|at| at.and_utc()),
+        cancelled_at: row.cancelled_at.map(|at| at.and_utc()),
     };
     Ok(HttpResponse::Ok().json(view))
 }

@@ -159,6 +159,7 @@ impl ModelDb {
                     balance_after,
                     order_id: None,
                     payment_id: None,
+                    refund_id: None,
                     created_at: now,
                 },
             }),

@@ -38,6 +38,7 @@ impl WriteOp {
                 status: OrderStatus::Pending,
                 created_at: write.at.naive_utc(),
                 paid_at: None,
+                cancelled_at: None,
             }),
         };
         WriteOp {
@@ -72,6 +73,7 @@ fn balance_change(
             balance_after: movement.balance_after.get(),
             order_id: payment.map(|(order, _)| order.get()),
             payment_id: payment.map(|(_, id)| id.get()),
+            refund_id: None,
             created_at: at.naive_utc(),
         },
     }
@@ -94,6 +96,7 @@ fn payment_row(
             .get()
             .checked_neg()
             .expect("a payment moves a negative amount, never i64::MIN"),
+        refunded_amount: 0,
         balance_after: change.movement.balance_after.get(),
         ledger_version: change.movement.version,
         paid_at: at.naive_utc(),

@@ -304,6 +304,7 @@ impl BuyerState {
             status: OrderStatus::Pending,
             created_at: now,
             paid_at: None,
+            cancelled_at: None,
         };
         let kind = WriteKind::CreateOrder {
             order_id,

@@ -38,6 +38,7 @@ fn change(buyer: i64, expected: Option<Fence>, from: (i64, i64), amount: i64) ->
             balance_after: balance + amount,
             order_id: None,
             payment_id: None,
+            refund_id: None,
             created_at: at(0),
         },
     }
@@ -69,6 +70,7 @@ fn pay(buyer: i64, order: i64, expected: Option<Fence>, from: (i64, i64), price:
         order_id: order,
         buyer_id: buyer,
         amount: price,
+        refunded_amount: 0,
         balance_after: change.balance,
         ledger_version: change.entry.version,
         paid_at: at(1),
@@ -92,6 +94,7 @@ fn create_order(buyer: i64, order: i64, price: i64) -> WriteOp {
             status: OrderStatus::Pending,
             created_at: at(0),
             paid_at: None,
+            cancelled_at: None,
         }),
         idempotency: None,
         event: None,

@@ -79,6 +79,7 @@ fn charge(
                 balance_after: balance + amount,
                 order_id: None,
                 payment_id: None,
+                refund_id: None,
                 created_at: Utc::now().naive_utc(),
             },
         }),

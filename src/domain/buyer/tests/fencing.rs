@@ -100,6 +100,7 @@ fn an_order_creation_moves_no_money_and_leaves_the_fence_where_it_was() {
             status: OrderStatus::Pending,
             created_at: t0(),
             paid_at: None,
+            cancelled_at: None,
         })
     );
     assert_eq!(state.balance(), Some(balance(100, 3)));

@@ -81,6 +81,7 @@ fn a_receipts_stored_answer_is_the_json_body_it_is_sent_as() {
         status: OrderStatus::Pending,
         created_at: t0(),
         paid_at: None,
+        cancelled_at: None,
     };
     let stored = Receipt::Charged(charged.clone()).stored();
     assert_eq!(stored.status, 200);

@@ -50,6 +50,7 @@ impl Generator {
             order_id,
             buyer_id: buyer,
             amount: price,
+            refunded_amount: 0,
             balance_after: change.balance,
             ledger_version: change.entry.version,
             paid_at: change.entry.created_at,
@@ -85,6 +86,7 @@ impl Generator {
                 balance_after: view.balance + amount,
                 order_id: None,
                 payment_id: None,
+                refund_id: None,
                 created_at: at,
             },
         };
@@ -119,6 +121,7 @@ impl Generator {
                 status: OrderStatus::Pending,
                 created_at: self.moment(draft),
                 paid_at: None,
+                cancelled_at: None,
             }),
             idempotency: None,
             event: None,
