@@ -237,6 +237,7 @@ fn app_state(
         db: db.clone(),
         order_ids: IdAllocator::new(db.clone(), "orders", ID_BLOCK_SIZE),
         payment_ids: IdAllocator::new(db.clone(), "payments", ID_BLOCK_SIZE),
+        refund_ids: IdAllocator::new(db.clone(), "refunds", ID_BLOCK_SIZE),
         max_charge: settings.buyers.max_charge,
         max_order: settings.buyers.max_order,
         request_timeout: settings.http.request_timeout,

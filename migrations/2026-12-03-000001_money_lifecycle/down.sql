@@ -6,6 +6,7 @@ ALTER TABLE orders
     DROP INDEX orders_buyer_status,
     DROP CONSTRAINT orders_status,
     DROP COLUMN cancelled_at,
+    MODIFY status VARCHAR(16) NOT NULL,
     ADD CONSTRAINT orders_status CHECK (status IN ('PENDING', 'PAID'));
 
 DELETE FROM id_blocks WHERE name = 'refunds';

@@ -4,6 +4,7 @@
 
 ALTER TABLE orders
     DROP CONSTRAINT orders_status,
+    MODIFY status VARCHAR(32) NOT NULL,
     ADD COLUMN cancelled_at DATETIME(6) NULL AFTER paid_at,
     ADD CONSTRAINT orders_status
         CHECK (status IN ('PENDING', 'PAID', 'CANCELLED', 'PARTIALLY_REFUNDED', 'REFUNDED')),

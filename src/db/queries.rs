@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Unsigned, Varchar};
 
-use super::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow};
-use super::schema::{balances, idempotency_keys, ledger_entries, orders};
+use super::models::{BalanceRow, IdempotencyRow, LedgerRow, OrderRow, PaymentRow};
+use super::schema::{balances, idempotency_keys, ledger_entries, orders, payments};
 
 pub fn find_balance(conn: &mut MysqlConnection, buyer_id: i64) -> QueryResult<Option<BalanceRow>> {
     balances::table
@@ -21,6 +21,17 @@ pub fn find_order(conn: &mut MysqlConnection, order_id: i64) -> QueryResult<Opti
     orders::table
         .find(order_id)
         .select(OrderRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_payment(
+    conn: &mut MysqlConnection,
+    payment_id: i64,
+) -> QueryResult<Option<PaymentRow>> {
+    payments::table
+        .find(payment_id)
+        .select(PaymentRow::as_select())
         .first(conn)
         .optional()
 }

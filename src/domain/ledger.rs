@@ -110,13 +110,26 @@ impl BalanceState {
 
     /// Adds `amount` (positive) without letting the balance pass `max_balance`.
     pub fn charge(self, amount: Points, max_balance: Points) -> Result<Movement, DomainError> {
+        self.credit(EntryKind::Charge, amount, max_balance)
+    }
+
+    /// Gives `amount` (positive) of a payment back, within `max_balance` as a charge is.
+    pub fn refund(self, amount: Points, max_balance: Points) -> Result<Movement, DomainError> {
+        self.credit(EntryKind::Refund, amount, max_balance)
+    }
+
+    fn credit(
+        self,
+        kind: EntryKind,
+        amount: Points,
+        max_balance: Points,
+    ) -> Result<Movement, DomainError> {
         let exceeded = DomainError::BalanceLimitExceeded { max: max_balance };
         let balance_after = self.balance.checked_add(amount).ok_or(exceeded.clone())?;
         if balance_after > max_balance {
             return Err(exceeded);
         }
-        self.movement(EntryKind::Charge, amount, balance_after)
-            .ok_or(exceeded)
+        self.movement(kind, amount, balance_after).ok_or(exceeded)
     }
 
     /// Deducts `price` (positive); the balance never goes below zero.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::models::NewOutboxEvent;
+use crate::domain::buyer::{PlannedWrite, Receipt, WriteKind};
 use crate::domain::{ChargeReceipt, OrderId, PaymentReceipt, Points, RefundReceipt};
 
 pub const PAYMENT_COMPLETED: &str = "payment.completed";
@@ -83,6 +84,33 @@ pub struct OrderCancelled {
     pub buyer_id: i64,
     pub total_price: i64,
     pub cancelled_at: DateTime<Utc>,
+}
+
+/// The event `write` emits, committed with it: payments, refunds and cancellations always,
+/// charges when `charge_events` is on.
+pub fn of_write(write: &PlannedWrite, charge_events: bool) -> Option<NewOutboxEvent> {
+    match (&write.kind, &write.receipt) {
+        (_, Receipt::Paid(receipt)) => Some(payment_completed(receipt)),
+        (WriteKind::Refund { refund, .. }, Receipt::Refunded(receipt)) => Some(payment_refunded(
+            receipt,
+            refund.refunded_after,
+            refund.payment_amount,
+        )),
+        (
+            WriteKind::Cancel {
+                order_id,
+                total_price,
+            },
+            _,
+        ) => Some(order_cancelled(
+            *order_id,
+            write.buyer.get(),
+            *total_price,
+            write.at,
+        )),
+        (_, Receipt::Charged(receipt)) if charge_events => Some(points_charged(receipt, write.at)),
+        _ => None,
+    }
 }
 
 /// The outbox row of a payment.

@@ -25,12 +25,16 @@ pub enum ApiError {
     InvalidBuyerId(IdParseError),
     #[error("orderId {0}")]
     InvalidOrderId(IdParseError),
+    #[error("paymentId {0}")]
+    InvalidPaymentId(IdParseError),
     #[error("the query parameter `point` is required")]
     MissingPoint,
     #[error("point {0}")]
     InvalidPoint(AmountParseError),
     #[error("totalPrice {0}")]
     InvalidAmount(AmountParseError),
+    #[error("amount {0}")]
+    InvalidRefundAmount(AmountParseError),
     #[error("{0}")]
     InvalidBody(String),
     #[error("{0}")]
@@ -52,6 +56,12 @@ pub enum ApiError {
     },
     #[error("the order is already paid")]
     OrderAlreadyPaid,
+    #[error("the order is cancelled")]
+    OrderCancelled,
+    #[error("no payment with this id for this buyer")]
+    PaymentNotFound,
+    #[error("the refunds would exceed the payment: {refundable} points are left to refund")]
+    RefundExceedsPayment { refundable: i64 },
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
     IdempotencyKeyInFlight,
     #[error("the request body exceeds {limit} bytes")]
@@ -107,9 +117,10 @@ impl ApiError {
         match self {
             E::InvalidBuyerId(_) => ("invalid_buyer_id", "Invalid buyer id"),
             E::InvalidOrderId(_) => ("invalid_order_id", "Invalid order id"),
+            E::InvalidPaymentId(_) => ("invalid_payment_id", "Invalid payment id"),
             E::MissingPoint => ("missing_point", "Missing point"),
             E::InvalidPoint(_) => ("invalid_point", "Invalid point"),
-            E::InvalidAmount(_) => ("invalid_amount", "Invalid amount"),
+            E::InvalidAmount(_) | E::InvalidRefundAmount(_) => ("invalid_amount", "Invalid amount"),
             E::InvalidBody(_) => ("invalid_body", "Invalid request body"),
             E::InvalidQuery(_) => ("invalid_query", "Invalid query"),
             E::InvalidLimit { .. } => ("invalid_limit", "Invalid limit"),
@@ -119,6 +130,9 @@ impl ApiError {
             E::NotFound => ("not_found", "Not found"),
             E::MethodNotAllowed { .. } => ("method_not_allowed", "Method not allowed"),
             E::OrderAlreadyPaid => ("order_already_paid", "Order already paid"),
+            E::OrderCancelled => ("order_cancelled", "Order cancelled"),
+            E::PaymentNotFound => ("payment_not_found", "Payment not found"),
+            E::RefundExceedsPayment { .. } => ("refund_exceeds_payment", "Refund exceeds payment"),
             E::IdempotencyKeyInFlight => ("idempotency_key_in_flight", "Request in flight"),
             E::PayloadTooLarge { .. } => ("payload_too_large", "Payload too large"),
             E::UnsupportedMediaType => ("unsupported_media_type", "Unsupported media type"),
@@ -172,6 +186,11 @@ impl From<BuyerError> for ApiError {
                 Refusal::Rule(rule) => ApiError::Rule(rule),
                 Refusal::OrderNotFound => ApiError::OrderNotFound,
                 Refusal::OrderAlreadyPaid => ApiError::OrderAlreadyPaid,
+                Refusal::OrderCancelled => ApiError::OrderCancelled,
+                Refusal::PaymentNotFound => ApiError::PaymentNotFound,
+                Refusal::RefundExceedsPayment { refundable } => ApiError::RefundExceedsPayment {
+                    refundable: refundable.get(),
+                },
                 Refusal::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
                 Refusal::IdempotencyKeyMismatch => ApiError::IdempotencyKeyMismatch,
                 Refusal::StaleState => ApiError::WriteConflict,
@@ -190,22 +209,28 @@ impl ResponseError for ApiError {
         match self {
             E::InvalidBuyerId(_)
             | E::InvalidOrderId(_)
+            | E::InvalidPaymentId(_)
             | E::MissingPoint
             | E::InvalidPoint(_)
             | E::InvalidAmount(_)
+            | E::InvalidRefundAmount(_)
             | E::InvalidBody(_)
             | E::InvalidQuery(_)
             | E::InvalidLimit { .. }
             | E::InvalidCursor
             | E::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
-            E::OrderNotFound | E::NotFound => StatusCode::NOT_FOUND,
+            E::OrderNotFound | E::PaymentNotFound | E::NotFound => StatusCode::NOT_FOUND,
             E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             E::Unauthorized => StatusCode::UNAUTHORIZED,
-            E::OrderAlreadyPaid | E::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            E::OrderAlreadyPaid | E::OrderCancelled | E::IdempotencyKeyInFlight => {
+                StatusCode::CONFLICT
+            }
             E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             E::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            E::Rule(_) | E::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Rule(_) | E::IdempotencyKeyMismatch | E::RefundExceedsPayment { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             E::Overloaded(_)
             | E::DatabaseUnavailable
             | E::WriteConflict

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod openapi;
 mod orders;
 mod points;
+mod refunds;
 mod routing;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub db: Db,
     pub order_ids: IdAllocator,
     pub payment_ids: IdAllocator,
+    pub refund_ids: IdAllocator,
     pub max_charge: Points,
     pub max_order: Points,
     pub request_timeout: Duration,
@@ -92,6 +94,16 @@ pub fn configure(
                     .default_service(method_not_allowed("GET")),
             )
             .service(
+                web::resource("/orders/{order_id}/cancel")
+                    .route(web::post().to(orders::cancel))
+                    .default_service(method_not_allowed("POST")),
+            )
+            .service(
+                web::resource("/payments/{payment_id}/refunds")
+                    .route(web::post().to(refunds::refund))
+                    .default_service(method_not_allowed("POST")),
+            )
+            .service(
                 web::resource("/health/live")
                     .route(web::get().to(health::live))
                     .default_service(method_not_allowed("GET")),
@@ -120,18 +132,25 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-/// A 200/201 with the receipt, or the stored answer of an Idempotency-Key replay.
-fn respond(receipt: Receipt) -> HttpResponse {
-    match receipt {
-        Receipt::Charged(body) => HttpResponse::Ok().json(body),
-        Receipt::Paid(body) => HttpResponse::Ok().json(body),
-        Receipt::OrderCreated(body) => HttpResponse::Created()
-            .insert_header((
-                actix_web::http::header::LOCATION,
-                format!("/orders/{}", body.order_id),
-            ))
-            .json(body),
-        Receipt::Replayed(stored) => replay(stored),
+impl AppState {
+    /// A 200/201 with the receipt, or the stored answer of an Idempotency-Key replay. A
+    /// cancellation answers the order as it is stored (durable: the cancellation committed).
+    async fn answer(&self, receipt: Receipt) -> Result<HttpResponse, ApiError> {
+        use actix_web::http::header::LOCATION;
+        Ok(match receipt {
+            Receipt::Charged(body) => HttpResponse::Ok().json(body),
+            Receipt::Paid(body) => HttpResponse::Ok().json(body),
+            Receipt::OrderCreated(body) => HttpResponse::Created()
+                .insert_header((LOCATION, format!("/orders/{}", body.order_id)))
+                .json(body),
+            Receipt::Refunded(body) => HttpResponse::Created()
+                .insert_header((LOCATION, format!("/payments/{}", body.payment_id)))
+                .json(body),
+            Receipt::Cancelled(order_id) => {
+                HttpResponse::Ok().json(orders::view(self, order_id).await?)
+            }
+            Receipt::Replayed(stored) => replay(stored),
+        })
     }
 }
 

@@ -5,25 +5,28 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::Problem;
-use super::{health, orders, points};
-use crate::domain::{ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentReceipt};
+use super::{health, orders, points, refunds};
+use crate::domain::{
+    ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentReceipt, RefundReceipt,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "payment-engine", description = "Points, orders and payments. Errors are RFC 9457 problem+json with a stable `code`."),
     paths(
         points::charge, points::balance, points::history,
-        orders::pay, orders::create, orders::get,
+        orders::pay, orders::create, orders::get, orders::cancel, refunds::refund,
         health::live, health::ready, super::metrics::metrics,
     ),
     components(schemas(
-        ChargeReceipt, PaymentReceipt, OrderView, OrderStatus, EntryKind, Problem,
+        ChargeReceipt, PaymentReceipt, RefundReceipt, OrderView, OrderStatus, EntryKind, Problem,
         points::BalanceView, points::HistoryPage, points::HistoryEntry,
-        orders::PayRequest, orders::CreateOrderRequest,
+        orders::PayRequest, orders::CreateOrderRequest, orders::CancelRequest,
+        refunds::RefundRequest,
     )),
     modifiers(&ServiceToken),
     security(("service_token" = [])),
-    tags((name = "points"), (name = "orders"), (name = "health"))
+    tags((name = "points"), (name = "orders"), (name = "payments"), (name = "health"))
 )]
 pub struct ApiDoc;
 

@@ -1,4 +1,5 @@
-//! `/orders`: create, read, and pay (`/orders/payment/kafka`, the original system's route).
+//! `/orders`: create, read, cancel, and pay (`/orders/payment/kafka`, the original system's
+//! route).
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -22,6 +23,14 @@ pub struct PayRequest {
     order_id: i64,
 }
 
+/// Cancel a PENDING order of the buyer.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelRequest {
+    #[schema(minimum = 1)]
+    buyer_id: i64,
+}
+
 /// Create an order.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -33,7 +42,10 @@ pub struct CreateOrderRequest {
     total_price: i64,
 }
 
-fn body_id<T: TryFrom<i64, Error = IdParseError>>(value: i64, field: &str) -> Result<T, ApiError> {
+pub(super) fn body_id<T: TryFrom<i64, Error = IdParseError>>(
+    value: i64,
+    field: &str,
+) -> Result<T, ApiError> {
     T::try_from(value).map_err(|e| ApiError::InvalidBody(format!("{field} {e}")))
 }
 
@@ -65,7 +77,7 @@ impl CreateOrderRequest {
         (status = 200, description = "Paid", body = PaymentReceipt),
         (status = 400, description = "Malformed body or invalid ids", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order for this buyer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Order already paid, or same Idempotency-Key in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Order already paid (`order_already_paid`) or cancelled (`order_cancelled`), or same Idempotency-Key in flight", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "Body not received within CLIENT_REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
@@ -108,12 +120,15 @@ pub async fn pay(
 /// Create an order (status PENDING).
 #[utoipa::path(
     post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key (1-255 printable ASCII): a retry answers the same order")),
     responses(
-        (status = 201, description = "Created", body = OrderView, headers(("Location" = String, description = "/orders/{orderId}"))),
-        (status = 400, description = "Malformed body, invalid buyer id or amount", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created (or, with `Idempotent-Replayed: true`, created by an earlier request with this key)", body = OrderView, headers(("Location" = String, description = "/orders/{orderId}"))),
+        (status = 400, description = "Malformed body, invalid buyer id, amount or key", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "Body not received within CLIENT_REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Same Idempotency-Key in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Key reused with a different body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -123,6 +138,19 @@ pub async fn create(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (buyer, total_price) = body.0.0.parse(state.max_order)?;
+    let key = extract::idempotency_key(&req)?;
+    let fingerprint = || {
+        // The order id is allocated per request: any placeholder gives the same fingerprint.
+        Command::CreateOrder {
+            order_id: OrderId::try_from(1).expect("1 is a valid id"),
+            total_price,
+        }
+        .fingerprint(buyer)
+        .0
+    };
+    if let Some(answer) = committed_answer(&state, key.as_ref(), fingerprint).await? {
+        return Ok(answer);
+    }
     let onward = Onward {
         req: &req,
         body: json_body(&body.0.0)?,
@@ -133,11 +161,43 @@ pub async fn create(
             total_price,
         })
     };
+    state.serve(onward, buyer, key, command).await
+}
+
+/// Cancel an order that is not paid: PENDING becomes CANCELLED, and it can never be paid.
+/// Cancelling a cancelled order answers it again (idempotent by nature).
+#[utoipa::path(
+    post, path = "/orders/{orderId}/cancel", tag = "orders", request_body = CancelRequest,
+    params(("orderId" = i64, Path, minimum = 1, description = "Order id (positive)")),
+    responses(
+        (status = 200, description = "The order, CANCELLED", body = OrderView),
+        (status = 400, description = "Malformed body, invalid ids", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order for this buyer", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "Body not received within CLIENT_REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is paid (`order_already_paid`: refund it instead)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, database unavailable or write conflict; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<JsonObject<CancelRequest>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = extract::order_id(&path)?;
+    let buyer = body_id(body.0.0.buyer_id, "buyerId")?;
+    let onward = Onward {
+        req: &req,
+        body: json_body(&body.0.0)?,
+    };
+    let command = async || Ok(Command::Cancel { order_id });
     state.serve(onward, buyer, None, command).await
 }
 
 /// The parsed body again, for the engine a request is forwarded to.
-fn json_body(body: &impl serde::Serialize) -> Result<Bytes, ApiError> {
+pub(super) fn json_body(body: &impl serde::Serialize) -> Result<Bytes, ApiError> {
     serde_json::to_vec(body)
         .map(Bytes::from)
         .map_err(|_| ApiError::Internal)
@@ -159,13 +219,18 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let order_id = extract::order_id(&path)?;
+    Ok(HttpResponse::Ok().json(view(&state, order_id).await?))
+}
+
+/// The order as stored.
+pub(super) async fn view(state: &AppState, order_id: OrderId) -> Result<OrderView, ApiError> {
     let row = state
         .db
         .run(move |conn| queries::find_order(conn, order_id.get()))
         .await
         .map_err(ApiError::from_db)?
         .ok_or(ApiError::OrderNotFound)?;
-    let view = OrderView {
+    Ok(OrderView {
         order_id,
         buyer_id: BuyerId::try_from(row.buyer_id).map_err(|_| ApiError::Internal)?,
         total_price: Points::new(row.total_price),
@@ -173,10 +238,9 @@ pub async fn get(
         created_at: row.created_at.and_utc(),
         paid_at: row.paid_at.map(|at| at.and_utc()),
         cancelled_at: row.cancelled_at.map(|at| at.and_utc()),
-    };
-    Ok(HttpResponse::Ok().json(view))
+    })
 }
 
-fn next_id<T: TryFrom<i64>>(id: Result<i64, crate::db::DbError>) -> Result<T, ApiError> {
+pub(super) fn next_id<T: TryFrom<i64>>(id: Result<i64, crate::db::DbError>) -> Result<T, ApiError> {
     T::try_from(id.map_err(ApiError::from_db)?).map_err(|_| ApiError::Internal)
 }

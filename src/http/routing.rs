@@ -15,7 +15,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::NOT_OWNER_HEADER;
-use super::{ApiError, AppState, respond};
+use super::{ApiError, AppState};
 use crate::actors::{BuyerError, Command, Receipt};
 use crate::cluster::{Route, RouteError};
 use crate::domain::buyer::Refusal;
@@ -103,7 +103,8 @@ impl AppState {
                     match self.execute(buyer, command().await?, key.clone()).await {
                         // The lease moved under the request: nothing committed; route again.
                         Err(ApiError::NotOwner) => continue,
-                        other => return other.map(respond),
+                        Err(error) => return Err(error),
+                        Ok(receipt) => return self.answer(receipt).await,
                     }
                 }
                 Route::Forward(address) if unreachable.as_ref() == Some(&address) => {

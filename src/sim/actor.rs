@@ -10,7 +10,7 @@ use super::model::ModelDb;
 use crate::db::writer::{known_order, stored_balance};
 use crate::domain::buyer::{
     Answer, BuyerRules, BuyerState, Command, Decision, KnownOrder, Needs, PendingWrite,
-    PlannedWrite, Receipt, Refusal, StoredBalance, WriteOutcome,
+    PlannedWrite, Receipt, Refusal, StoredBalance, WriteOutcome, awaited_answer,
 };
 use crate::domain::{BuyerId, IdempotencyKey, OrderId};
 
@@ -86,7 +86,7 @@ pub struct SimActor {
     pub incarnation: u32,
     pub inbox: VecDeque<Message>,
     pub loading: Option<Loading>,
-    pub awaiting: BTreeMap<OrderId, Vec<RequestId>>,
+    pub awaiting: BTreeMap<OrderId, Vec<(RequestId, Command)>>,
     /// The disturbance epoch of the read the current generation was installed from.
     pub generation_epoch: u64,
 }
@@ -185,9 +185,14 @@ impl SimActor {
             Decision::Replay(answer) => effects
                 .replies
                 .push((request.id, Response::Receipt(Receipt::Replayed(answer)))),
-            Decision::AwaitPayment(order_id) => {
-                self.awaiting.entry(order_id).or_default().push(request.id)
-            }
+            Decision::AwaitOrder(order_id) => self
+                .awaiting
+                .entry(order_id)
+                .or_default()
+                .push((request.id, request.command.clone())),
+            Decision::Answer(receipt) => effects
+                .replies
+                .push((request.id, Response::Receipt(receipt))),
             Decision::Write(_) if !at.room => {
                 effects.replies.push((request.id, Response::Overloaded))
             }
@@ -209,13 +214,13 @@ impl SimActor {
         effects: &mut Effects,
     ) {
         let settlement = self.state.settle(pending, outcome);
-        if let Some((order_id, paid)) = settlement.payment {
-            for waiting in self.awaiting.remove(&order_id).unwrap_or_default() {
-                let refusal = match paid {
-                    true => Refusal::OrderAlreadyPaid,
-                    false => Refusal::StaleState,
+        if let Some((order_id, fate)) = settlement.order {
+            for (waiting, command) in self.awaiting.remove(&order_id).unwrap_or_default() {
+                let response = match awaited_answer(&command, order_id, fate) {
+                    Ok(receipt) => Response::Receipt(receipt),
+                    Err(refusal) => Response::Refused(refusal),
                 };
-                effects.replies.push((waiting, Response::Refused(refusal)));
+                effects.replies.push((waiting, response));
             }
         }
         if answered {
@@ -233,7 +238,12 @@ impl SimActor {
     /// The actor dies: requests it had started are lost; those still queued go to the next
     /// incarnation, as the registry resends commands that never started.
     pub fn die(self) -> (Vec<RequestId>, VecDeque<Request>) {
-        let mut lost: Vec<RequestId> = self.awaiting.into_values().flatten().collect();
+        let mut lost: Vec<RequestId> = self
+            .awaiting
+            .into_values()
+            .flatten()
+            .map(|(id, _)| id)
+            .collect();
         lost.extend(self.loading.map(|loading| loading.request.id));
         let mut queued = VecDeque::new();
         for message in self.inbox {

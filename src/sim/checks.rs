@@ -57,7 +57,8 @@ impl Books {
         let version = match receipt {
             Receipt::Charged(charge) => Some(charge.version),
             Receipt::Paid(payment) => Some(payment.version),
-            Receipt::OrderCreated(_) | Receipt::Replayed(_) => None,
+            Receipt::Refunded(refund) => Some(refund.version),
+            Receipt::OrderCreated(_) | Receipt::Cancelled(_) | Receipt::Replayed(_) => None,
         };
         if let Some(version) = version {
             let at = (buyer.get(), version);

@@ -270,6 +270,8 @@ fn tally_outcome(
             }
             WriteResult::Rejected(Rejection::OrderNotFound) => "order not found: unknown order",
             WriteResult::Rejected(Rejection::OrderAlreadyPaid) => "order already paid",
+            WriteResult::Rejected(Rejection::OrderCancelled) => "order cancelled",
+            WriteResult::Rejected(Rejection::PaymentNotFound) => "payment not found",
             // The generated writes carry no lease (the lease fence has its own tests).
             WriteResult::Rejected(Rejection::NotOwner) => "not owner",
             WriteResult::Rejected(Rejection::IdempotencyKeyUsed(record))
@@ -307,8 +309,10 @@ fn fenced_on_refused(ops: &[WriteOp], results: &[WriteResult], index: usize) -> 
 
 fn balance_change(op: &WriteOp) -> Option<&writer::BalanceChange> {
     match &op.command {
-        WriteCommand::Charge(change) | WriteCommand::Pay { change, .. } => Some(change),
-        WriteCommand::CreateOrder(_) => None,
+        WriteCommand::Charge(change)
+        | WriteCommand::Pay { change, .. }
+        | WriteCommand::Refund(writer::RefundWrite { change, .. }) => Some(change),
+        WriteCommand::CreateOrder(_) | WriteCommand::Cancel { .. } => None,
     }
 }
 

@@ -27,7 +27,7 @@ use super::errors::{BuyerError, OverloadReason, Receipt};
 use super::mailbox::Mailbox;
 use crate::db::leases::ShardLease;
 use crate::db::writer::WriteOp;
-use crate::domain::buyer::{Answer, BuyerState, Decision, PlannedWrite, Refusal};
+use crate::domain::buyer::{Answer, BuyerState, Decision, PlannedWrite, Refusal, awaited_answer};
 use crate::domain::{BuyerId, IdempotencyKey, OrderId};
 use crate::events;
 use crate::metrics::Outcome;
@@ -37,8 +37,9 @@ pub struct BuyerActor {
     mailbox: Arc<Mailbox>,
     on_stop: OnStop,
     state: BuyerState,
-    /// Requests to pay an order whose other payment is committing, answered by its outcome.
-    awaiting: HashMap<OrderId, Vec<Reply>>,
+    /// Requests for an order whose payment or cancellation is committing, answered by its
+    /// outcome.
+    awaiting: HashMap<OrderId, Vec<(Reply, Command)>>,
     last_active: Instant,
     /// The shard lease the current command is decided under; the state is trusted only while
     /// the lease stays at the epoch it was read under.
@@ -105,8 +106,12 @@ impl BuyerActor {
             Decision::Replay(answer) => {
                 let _ = reply.send(Ok(Receipt::Replayed(answer)));
             }
-            Decision::AwaitPayment(order_id) => {
-                self.awaiting.entry(order_id).or_default().push(reply);
+            Decision::AwaitOrder(order_id) => {
+                let waiting = (reply, command.clone());
+                self.awaiting.entry(order_id).or_default().push(waiting);
+            }
+            Decision::Answer(receipt) => {
+                let _ = reply.send(Ok(receipt));
             }
             Decision::Write(write) => {
                 let Ok(place) = self.deps.coordinator.reserve() else {
@@ -129,13 +134,7 @@ impl BuyerActor {
         write: PlannedWrite,
         reply: Reply,
     ) {
-        let event = match &write.receipt {
-            Receipt::Paid(receipt) => Some(events::payment_completed(receipt)),
-            Receipt::Charged(receipt) if self.deps.emit_charge_events => {
-                Some(events::points_charged(receipt, write.at))
-            }
-            _ => None,
-        };
+        let event = events::of_write(&write, self.deps.emit_charge_events);
         let mut op = WriteOp::from_plan(&write, event);
         op.lease = self.lease;
         let follow = Follow {
@@ -234,13 +233,10 @@ impl Handler<Settled> for BuyerActor {
         } = settled;
         self.last_active = Instant::now();
         let settlement = self.state.settle(&pending, &outcome);
-        if let Some((order_id, paid)) = settlement.payment {
-            for waiting in self.awaiting.remove(&order_id).unwrap_or_default() {
-                let refusal = match paid {
-                    true => Refusal::OrderAlreadyPaid,
-                    false => Refusal::StaleState,
-                };
-                let _ = waiting.send(Err(refusal.into()));
+        if let Some((order_id, fate)) = settlement.order {
+            for (waiting, command) in self.awaiting.remove(&order_id).unwrap_or_default() {
+                let answer = awaited_answer(&command, order_id, fate).map_err(BuyerError::from);
+                let _ = waiting.send(answer);
             }
         }
         if let Some(reply) = reply {

@@ -13,19 +13,24 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 mod bulk;
 mod fence;
+mod lifecycle;
 mod plan;
+mod rows;
 mod tx;
 
-use super::models::{BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow};
+use super::models::{
+    BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow, RefundRow,
+};
 use super::queries;
-use super::schema::{balances, idempotency_keys, ledger_entries, orders, outbox_events, payments};
+use super::schema::{balances, idempotency_keys, orders};
 use crate::domain::OrderStatus;
 
 pub use super::leases::ShardLease;
 
 pub use crate::domain::buyer::Fence;
 use fence::not_owned;
-pub use plan::{known_order, stored_balance};
+pub use plan::{known_order, known_payment, stored_balance};
+pub(super) use rows::insert_committed_rows;
 
 /// A change of one buyer's balance and the ledger entry recording it.
 #[derive(Debug, Clone)]
@@ -54,6 +59,24 @@ pub enum WriteCommand {
         payment: PaymentRow,
     },
     CreateOrder(OrderRow),
+    /// A PENDING order of the op's buyer becomes CANCELLED.
+    Cancel {
+        order_id: i64,
+        cancelled_at: NaiveDateTime,
+    },
+    Refund(RefundWrite),
+}
+
+/// A refund: its balance change and row, and the payment's refunded total it moves from
+/// `refunded_before` (which the payment must still show) to `refunded_after`, leaving the order
+/// `order_status`.
+#[derive(Debug, Clone)]
+pub struct RefundWrite {
+    pub change: BalanceChange,
+    pub row: RefundRow,
+    pub refunded_before: i64,
+    pub refunded_after: i64,
+    pub order_status: OrderStatus,
 }
 
 /// One request's writes, built by its buyer's actor.
@@ -72,8 +95,10 @@ pub struct WriteOp {
 impl WriteOp {
     pub(super) fn balance_change(&self) -> Option<&BalanceChange> {
         match &self.command {
-            WriteCommand::Charge(change) | WriteCommand::Pay { change, .. } => Some(change),
-            WriteCommand::CreateOrder(_) => None,
+            WriteCommand::Charge(change)
+            | WriteCommand::Pay { change, .. }
+            | WriteCommand::Refund(RefundWrite { change, .. }) => Some(change),
+            WriteCommand::CreateOrder(_) | WriteCommand::Cancel { .. } => None,
         }
     }
 }
@@ -86,6 +111,10 @@ pub enum Rejection {
     StaleFence,
     OrderNotFound,
     OrderAlreadyPaid,
+    /// A payment found its order CANCELLED.
+    OrderCancelled,
+    /// A refund's payment is missing or another buyer's.
+    PaymentNotFound,
     /// The Idempotency-Key already has a committed record (returned for replay or mismatch).
     IdempotencyKeyUsed(Box<IdempotencyRow>),
     /// This engine no longer holds the buyer's shard at the epoch the write was decided under:
@@ -134,7 +163,7 @@ fn commit_checked(
     conn.transaction(|conn| {
         let mut results = vec![WriteResult::Committed; ops.len()];
         fence::refuse_not_owned(conn, ops, &mut results)?;
-        insert_new_orders(conn, ops, &results)?;
+        lifecycle::apply_order_writes(conn, ops, now, &mut results)?;
         for mut indices in balance_groups(ops) {
             indices.retain(|&index| results[index] == WriteResult::Committed);
             apply_buyer_group(conn, ops, &indices, now, &mut results)?;
@@ -144,8 +173,8 @@ fn commit_checked(
     })
 }
 
-/// Orders go first: a payment later in the same batch may pay one of them. Only those of
-/// writes still to commit (`results`).
+/// Orders go first: a payment (or a cancellation) later in the same batch may find one of
+/// them. Only those of writes still to commit (`results`).
 pub(super) fn insert_new_orders(
     conn: &mut MysqlConnection,
     ops: &[WriteOp],
@@ -226,7 +255,8 @@ pub(super) fn is_contiguous_chain(ops: &[WriteOp], indices: &[usize]) -> bool {
     })
 }
 
-/// Idempotency records, order updates, then one fenced balance write for the whole chain.
+/// Idempotency records, order and payment updates, then one fenced balance write for the whole
+/// chain.
 fn apply_writes(
     conn: &mut MysqlConnection,
     ops: &[WriteOp],
@@ -238,8 +268,10 @@ fn apply_writes(
         if let Some(record) = &op.idempotency {
             insert_idempotency_record(conn, record, now)?;
         }
-        if let WriteCommand::Pay { payment, .. } = &op.command {
-            mark_order_paid(conn, payment)?;
+        match &op.command {
+            WriteCommand::Pay { payment, .. } => lifecycle::mark_order_paid(conn, payment)?,
+            WriteCommand::Refund(refund) => lifecycle::refund_payment(conn, op.buyer_id, refund)?,
+            _ => {}
         }
     }
     let (Some(first), Some(last)) = (
@@ -280,30 +312,6 @@ fn insert_idempotency_record(
     }
 }
 
-fn mark_order_paid(conn: &mut MysqlConnection, payment: &PaymentRow) -> Result<(), GroupError> {
-    let updated = diesel::update(
-        orders::table
-            .find(payment.order_id)
-            .filter(orders::buyer_id.eq(payment.buyer_id))
-            .filter(orders::status.eq(OrderStatus::Pending)),
-    )
-    .set((
-        orders::status.eq(OrderStatus::Paid),
-        orders::paid_at.eq(payment.paid_at),
-    ))
-    .execute(conn)?;
-    if updated == 1 {
-        return Ok(());
-    }
-    let rejection = match queries::find_order(conn, payment.order_id)? {
-        Some(order) if order.buyer_id == payment.buyer_id && order.status == OrderStatus::Paid => {
-            Rejection::OrderAlreadyPaid
-        }
-        _ => Rejection::OrderNotFound,
-    };
-    Err(GroupError::Rejected(rejection))
-}
-
 fn write_balance(
     conn: &mut MysqlConnection,
     buyer_id: i64,
@@ -341,50 +349,6 @@ fn write_balance(
         Err(error) if is_refusal(&error) => Err(GroupError::Rejected(Rejection::StaleFence)),
         Err(error) => Err(error.into()),
     }
-}
-
-/// Ledger entries, payments and outbox events of the committed writes, as multi-row inserts
-/// (events in submission order, which is commit order).
-pub(super) fn insert_committed_rows(
-    conn: &mut MysqlConnection,
-    ops: &[WriteOp],
-    results: &[WriteResult],
-) -> QueryResult<()> {
-    let committed = ops
-        .iter()
-        .zip(results)
-        .filter(|(_, result)| **result == WriteResult::Committed)
-        .map(|(op, _)| op);
-    let mut entries: Vec<&LedgerRow> = Vec::new();
-    let mut paid: Vec<&PaymentRow> = Vec::new();
-    let mut events: Vec<&NewOutboxEvent> = Vec::new();
-    for op in committed {
-        events.extend(op.event.as_ref());
-        match &op.command {
-            WriteCommand::Charge(change) => entries.push(&change.entry),
-            WriteCommand::Pay { change, payment } => {
-                entries.push(&change.entry);
-                paid.push(payment);
-            }
-            WriteCommand::CreateOrder(_) => {}
-        }
-    }
-    if !entries.is_empty() {
-        diesel::insert_into(ledger_entries::table)
-            .values(entries)
-            .execute(conn)?;
-    }
-    if !paid.is_empty() {
-        diesel::insert_into(payments::table)
-            .values(paid)
-            .execute(conn)?;
-    }
-    if !events.is_empty() {
-        diesel::insert_into(outbox_events::table)
-            .values(events)
-            .execute(conn)?;
-    }
-    Ok(())
 }
 
 /// A refusal by a constraint (duplicate key): the statement was rolled back, the transaction

@@ -2,33 +2,59 @@
 
 use chrono::{DateTime, Utc};
 
+use super::RefundWrite;
 use super::{BalanceChange, Rejection, WriteCommand, WriteOp};
 use crate::db::models::{
-    BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow,
+    BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow, RefundRow,
 };
 use crate::domain::buyer::{
-    FencedMovement, Fingerprint, KeyRecord, KnownOrder, PlannedWrite, StoredBalance,
-    StoredResponse, WriteKind, WriteOutcome, WriteRefusal,
+    FencedMovement, Fingerprint, KeyRecord, KnownOrder, KnownPayment, PlannedWrite, RefundPlan,
+    StoredBalance, StoredResponse, WriteKind, WriteOutcome, WriteRefusal,
 };
 use crate::domain::{BuyerId, OrderId, OrderStatus, PaymentId, Points};
+
+/// What a ledger entry points at besides its buyer.
+#[derive(Default)]
+struct EntryLinks {
+    order_id: Option<i64>,
+    payment_id: Option<i64>,
+    refund_id: Option<i64>,
+}
 
 impl WriteOp {
     /// The rows of `write`, with the outbox event it emits (if any).
     pub fn from_plan(write: &PlannedWrite, event: Option<NewOutboxEvent>) -> WriteOp {
         let buyer = write.buyer;
-        let command = match write.kind {
-            WriteKind::Charge(change) => {
-                WriteCommand::Charge(balance_change(buyer, &change, None, write.at))
-            }
-            WriteKind::Pay {
+        let command = match &write.kind {
+            WriteKind::Charge(change) => WriteCommand::Charge(balance_change(
+                buyer,
+                change,
+                EntryLinks::default(),
+                write.at,
+            )),
+            &WriteKind::Pay {
                 change,
                 order_id,
                 payment_id,
-            } => WriteCommand::Pay {
-                change: balance_change(buyer, &change, Some((order_id, payment_id)), write.at),
-                payment: payment_row(buyer, &change, order_id, payment_id, write.at),
+            } => {
+                let links = EntryLinks {
+                    order_id: Some(order_id.get()),
+                    payment_id: Some(payment_id.get()),
+                    refund_id: None,
+                };
+                WriteCommand::Pay {
+                    change: balance_change(buyer, &change, links, write.at),
+                    payment: payment_row(buyer, &change, order_id, payment_id, write.at),
+                }
+            }
+            WriteKind::Refund { change, refund } => {
+                WriteCommand::Refund(refund_write(buyer, change, refund, write.at))
+            }
+            &WriteKind::Cancel { order_id, .. } => WriteCommand::Cancel {
+                order_id: order_id.get(),
+                cancelled_at: write.at.naive_utc(),
             },
-            WriteKind::CreateOrder {
+            &WriteKind::CreateOrder {
                 order_id,
                 total_price,
             } => WriteCommand::CreateOrder(OrderRow {
@@ -54,10 +80,45 @@ impl WriteOp {
     }
 }
 
+fn refund_write(
+    buyer: BuyerId,
+    change: &FencedMovement,
+    refund: &RefundPlan,
+    at: DateTime<Utc>,
+) -> RefundWrite {
+    let links = EntryLinks {
+        order_id: Some(refund.order_id.get()),
+        payment_id: Some(refund.payment_id.get()),
+        refund_id: Some(refund.refund_id.get()),
+    };
+    let status = if refund.refunded_after == refund.payment_amount {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    };
+    RefundWrite {
+        change: balance_change(buyer, change, links, at),
+        row: RefundRow {
+            id: refund.refund_id.get(),
+            payment_id: refund.payment_id.get(),
+            order_id: refund.order_id.get(),
+            buyer_id: buyer.get(),
+            amount: refund.amount.get(),
+            reason: refund.reason.clone(),
+            balance_after: change.movement.balance_after.get(),
+            ledger_version: change.movement.version,
+            refunded_at: at.naive_utc(),
+        },
+        refunded_before: refund.refunded_before.get(),
+        refunded_after: refund.refunded_after.get(),
+        order_status: status,
+    }
+}
+
 fn balance_change(
     buyer: BuyerId,
     change: &FencedMovement,
-    payment: Option<(OrderId, PaymentId)>,
+    links: EntryLinks,
     at: DateTime<Utc>,
 ) -> BalanceChange {
     let movement = &change.movement;
@@ -71,9 +132,9 @@ fn balance_change(
             kind: movement.kind,
             amount: movement.amount.get(),
             balance_after: movement.balance_after.get(),
-            order_id: payment.map(|(order, _)| order.get()),
-            payment_id: payment.map(|(_, id)| id.get()),
-            refund_id: None,
+            order_id: links.order_id,
+            payment_id: links.payment_id,
+            refund_id: links.refund_id,
             created_at: at.naive_utc(),
         },
     }
@@ -134,6 +195,8 @@ impl super::WriteResult {
                 Rejection::StaleFence => WriteRefusal::StaleFence,
                 Rejection::OrderNotFound => WriteRefusal::OrderNotFound,
                 Rejection::OrderAlreadyPaid => WriteRefusal::OrderAlreadyPaid,
+                Rejection::OrderCancelled => WriteRefusal::OrderCancelled,
+                Rejection::PaymentNotFound => WriteRefusal::PaymentNotFound,
                 Rejection::NotOwner => WriteRefusal::NotOwner,
                 Rejection::IdempotencyKeyUsed(record) => WriteRefusal::KeyUsed {
                     fingerprint: Fingerprint(record.fingerprint.clone()),
@@ -158,8 +221,26 @@ pub fn known_order(buyer: BuyerId, row: Option<&OrderRow>) -> KnownOrder {
     match row {
         Some(row) if row.buyer_id == buyer.get() => match row.status {
             OrderStatus::Pending => KnownOrder::Payable(Points::new(row.total_price)),
-            _ => KnownOrder::Paid,
+            OrderStatus::Cancelled => KnownOrder::Cancelled,
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {
+                KnownOrder::Paid
+            }
         },
         _ => KnownOrder::NotOurs,
+    }
+}
+
+/// A payment row (or its absence) as `buyer`'s rules take it.
+pub fn known_payment(buyer: BuyerId, row: Option<&PaymentRow>) -> KnownPayment {
+    match row {
+        Some(row) if row.buyer_id == buyer.get() => match OrderId::try_from(row.order_id) {
+            Ok(order_id) => KnownPayment::Refundable {
+                order_id,
+                amount: Points::new(row.amount),
+                refunded: Points::new(row.refunded_amount),
+            },
+            Err(_) => KnownPayment::NotOurs,
+        },
+        _ => KnownPayment::NotOurs,
     }
 }

@@ -16,26 +16,29 @@
 
 use chrono::{DateTime, Utc};
 
+mod decide;
 mod keys;
 mod orders;
 mod outcome;
+mod payments;
 mod request;
 #[cfg(test)]
 mod tests;
 
+pub use decide::awaited_answer;
 pub use keys::{KeyBook, RECENT_KEYS_MAX};
 pub use orders::{KNOWN_ORDERS_MAX, KnownOrder, Lookup, OrderBook};
 use outcome::answer_of;
-pub use outcome::{Answer, BatchFailure, Settlement, WriteOutcome, WriteRefusal};
+pub use outcome::{Answer, BatchFailure, OrderFate, Settlement, WriteOutcome, WriteRefusal};
+pub use payments::{KNOWN_PAYMENTS_MAX, KnownPayment, PaymentBook, PaymentLookup};
 pub use request::{
     Command, Decision, FencedMovement, Fingerprint, KeyClaim, KeyRecord, Needs, PendingWrite,
-    PlannedWrite, Receipt, Refusal, StoredResponse, Tracked, WriteKind,
+    PlannedWrite, Receipt, RefundPlan, Refusal, StoredResponse, Tracked, WriteKind,
 };
 
-use super::{
-    BalanceState, BuyerId, ChargeReceipt, IdempotencyKey, OrderId, OrderStatus, OrderView,
-    PaymentId, PaymentReceipt, Points,
-};
+use super::{BalanceState, BuyerId, IdempotencyKey, OrderId, PaymentId, Points};
+#[cfg(test)]
+use super::{ChargeReceipt, OrderStatus, OrderView, PaymentReceipt};
 
 /// The balance row state a write expects to replace: its version and the token of the
 /// incarnation that wrote it.
@@ -87,6 +90,7 @@ pub struct BuyerState {
     in_flight: usize,
     keys: KeyBook,
     orders: OrderBook,
+    payments: PaymentBook,
 }
 
 impl BuyerState {
@@ -99,6 +103,7 @@ impl BuyerState {
             in_flight: 0,
             keys: KeyBook::default(),
             orders: OrderBook::default(),
+            payments: PaymentBook::default(),
         }
     }
 
@@ -126,35 +131,57 @@ impl BuyerState {
         self.in_flight == 0
     }
 
-    /// What must be read before `command` can be decided. Reading an order is a moment to
-    /// refresh the balance too (same round trip) when nothing is in flight; reading the balance
-    /// forgets the orders known, so a payment's order is read with it.
+    /// What must be read before `command` can be decided. Reading an order (or a payment) is a
+    /// moment to refresh the balance too (same round trip) when nothing is in flight; reading
+    /// the balance forgets the orders and payments known, so the command's own is read with it.
     pub fn needs(&self, command: &Command) -> Needs {
-        let Command::Pay { order_id, .. } = command else {
-            return Needs {
-                balance: self.balance.is_none(),
-                order: None,
-            };
+        let (unknown, in_flight, order, payment) = match command {
+            Command::Pay { order_id, .. } | Command::Cancel { order_id } => (
+                self.orders.lookup(*order_id) == Lookup::Unknown,
+                self.orders.in_flight(*order_id),
+                Some(*order_id),
+                None,
+            ),
+            Command::Refund { payment_id, .. } => (
+                self.payments.lookup(*payment_id) == PaymentLookup::Unknown,
+                self.payments.in_flight(*payment_id),
+                None,
+                Some(*payment_id),
+            ),
+            Command::Charge { .. } | Command::CreateOrder { .. } => {
+                return Needs {
+                    balance: self.balance.is_none(),
+                    ..Needs::default()
+                };
+            }
         };
-        let unknown = self.orders.lookup(*order_id) == Lookup::Unknown;
         let balance = self.balance.is_none() || (unknown && self.idle());
-        let read_order = unknown || (balance && !self.orders.in_flight(*order_id));
+        let read = unknown || (balance && !in_flight);
         Needs {
             balance,
-            order: read_order.then_some(*order_id),
+            order: order.filter(|_| read),
+            payment: payment.filter(|_| read),
         }
     }
 
-    /// What to read to check a refusal once more against the database: the balance, and a
-    /// payment's order (a reload forgets the orders known).
+    /// What to read to check a refusal once more against the database: the balance, and the
+    /// command's order or payment (a reload forgets those known).
     pub fn reload_needs(&self, command: &Command) -> Needs {
-        let order = match command {
-            Command::Pay { order_id, .. } if !self.orders.in_flight(*order_id) => Some(*order_id),
-            _ => None,
+        let (order, payment) = match command {
+            Command::Pay { order_id, .. } | Command::Cancel { order_id }
+                if !self.orders.in_flight(*order_id) =>
+            {
+                (Some(*order_id), None)
+            }
+            Command::Refund { payment_id, .. } if !self.payments.in_flight(*payment_id) => {
+                (None, Some(*payment_id))
+            }
+            _ => (None, None),
         };
         Needs {
             balance: true,
             order,
+            payment,
         }
     }
 
@@ -162,9 +189,11 @@ impl BuyerState {
     /// for this incarnation: a new generation begins, and the orders known are forgotten.
     pub fn install(&mut self, stored: Option<StoredBalance>, token: i64) {
         self.generation.0 += 1;
-        // What was read of orders before may be older than this row (another writer, or an
-        // earlier incarnation's writes, may have paid them since): read them again too.
+        // What was read of orders and payments before may be older than this row (another
+        // writer, or an earlier incarnation's writes, may have paid or refunded them since):
+        // read them again too.
         self.orders.forget_known();
+        self.payments.forget_known();
         self.balance = Some(match stored {
             Some(row) => Loaded {
                 balance: BalanceState {
@@ -190,6 +219,11 @@ impl BuyerState {
         self.orders.remember(order_id, known);
     }
 
+    /// Takes a payment as read from the database.
+    pub fn learn_payment(&mut self, payment_id: PaymentId, known: KnownPayment) {
+        self.payments.remember(payment_id, known);
+    }
+
     /// Decides `command` against what is known, changing nothing.
     pub fn decide(
         &self,
@@ -207,33 +241,18 @@ impl BuyerState {
                 return Ok(Decision::Replay(answer));
             }
         }
-        let (kind, receipt) = match *command {
-            Command::Charge { amount } => self.charge(loaded, amount)?,
-            Command::Pay {
-                order_id,
-                payment_id,
-            } => match self.orders.lookup(order_id) {
-                Lookup::Paying => return Ok(Decision::AwaitPayment(order_id)),
-                Lookup::Known(KnownOrder::Payable(price)) => {
-                    self.pay(loaded, order_id, payment_id, price, now)?
-                }
-                Lookup::Known(KnownOrder::Paid) => return Err(Refusal::OrderAlreadyPaid),
-                Lookup::Known(KnownOrder::NotOurs) => return Err(Refusal::OrderNotFound),
-                Lookup::Unknown => return Err(Refusal::StaleState),
-            },
-            Command::CreateOrder {
-                order_id,
-                total_price,
-            } => self.create_order(order_id, total_price, now),
+        let (kind, receipt) = match self.decide_write(loaded, command, now)? {
+            Ok(write) => write,
+            Err(decision) => return Ok(decision),
         };
-        // Orders are not keyed yet: their key is checked but not recorded.
-        let key = claim
-            .filter(|_| !matches!(kind, WriteKind::CreateOrder { .. }))
-            .map(|claim| KeyRecord {
+        // A cancellation is idempotent by nature: its key is checked but not recorded.
+        let key = claim.and_then(|claim| {
+            Some(KeyRecord {
+                answer: receipt.stored()?,
                 claim,
-                answer: receipt.stored(),
                 expires_at: now + self.rules.idempotency_ttl,
-            });
+            })
+        });
         Ok(Decision::Write(PlannedWrite {
             buyer: self.buyer,
             generation: self.generation,
@@ -242,75 +261,6 @@ impl BuyerState {
             receipt,
             at: now,
         }))
-    }
-
-    fn charge(&self, loaded: &Loaded, amount: Points) -> Result<(WriteKind, Receipt), Refusal> {
-        let movement = loaded.balance.charge(amount, self.rules.max_balance)?;
-        let receipt = Receipt::Charged(ChargeReceipt {
-            buyer_id: self.buyer,
-            amount,
-            balance: movement.balance_after,
-            version: movement.version,
-        });
-        let change = FencedMovement {
-            expected: loaded.fence,
-            token: loaded.token,
-            movement,
-        };
-        Ok((WriteKind::Charge(change), receipt))
-    }
-
-    fn pay(
-        &self,
-        loaded: &Loaded,
-        order_id: OrderId,
-        payment_id: PaymentId,
-        price: Points,
-        now: DateTime<Utc>,
-    ) -> Result<(WriteKind, Receipt), Refusal> {
-        let movement = loaded.balance.pay(price)?;
-        let receipt = Receipt::Paid(PaymentReceipt {
-            payment_id,
-            order_id,
-            buyer_id: self.buyer,
-            amount: price,
-            balance: movement.balance_after,
-            version: movement.version,
-            paid_at: now,
-        });
-        let change = FencedMovement {
-            expected: loaded.fence,
-            token: loaded.token,
-            movement,
-        };
-        let kind = WriteKind::Pay {
-            change,
-            order_id,
-            payment_id,
-        };
-        Ok((kind, receipt))
-    }
-
-    fn create_order(
-        &self,
-        order_id: OrderId,
-        total_price: Points,
-        now: DateTime<Utc>,
-    ) -> (WriteKind, Receipt) {
-        let view = OrderView {
-            order_id,
-            buyer_id: self.buyer,
-            total_price,
-            status: OrderStatus::Pending,
-            created_at: now,
-            paid_at: None,
-            cancelled_at: None,
-        };
-        let kind = WriteKind::CreateOrder {
-            order_id,
-            total_price,
-        };
-        (kind, Receipt::OrderCreated(view))
     }
 
     /// `write` has its place in the commit queue: the state advances past it at once.
@@ -324,12 +274,17 @@ impl BuyerState {
             loaded.balance = BalanceState::after(&change.movement);
             loaded.fence = Some(change.fence_after());
         }
-        match write.kind {
-            WriteKind::Pay { order_id, .. } => self.orders.start_payment(order_id),
+        match &write.kind {
+            WriteKind::Pay { order_id, .. } | WriteKind::Cancel { order_id, .. } => {
+                self.orders.start_settling(*order_id)
+            }
             WriteKind::CreateOrder {
                 order_id,
                 total_price,
-            } => self.orders.start_creation(order_id, total_price),
+            } => self.orders.start_creation(*order_id, *total_price),
+            WriteKind::Refund { refund, .. } => {
+                self.payments.start_refund(refund.payment_id, refund.amount)
+            }
             WriteKind::Charge(_) => {}
         }
     }
@@ -344,11 +299,9 @@ impl BuyerState {
         if let Some(record) = &pending.key {
             self.keys.finish(record, committed);
         }
-        let payment = match pending.tracked {
-            Tracked::Payment { order_id } => {
-                self.orders.finish_payment(order_id, committed);
-                Some((order_id, committed))
-            }
+        let order = match pending.tracked {
+            Tracked::Payment { order_id } => Some((order_id, OrderFate::Paid)),
+            Tracked::Cancellation { order_id } => Some((order_id, OrderFate::Cancelled)),
             Tracked::OrderCreation {
                 order_id,
                 total_price,
@@ -357,14 +310,24 @@ impl BuyerState {
                     .finish_creation(order_id, total_price, committed);
                 None
             }
+            Tracked::Refund { payment_id } => {
+                self.payments.finish_refund(payment_id, committed);
+                None
+            }
             Tracked::Balance => None,
         };
+        let order = order.map(|(order_id, fate)| {
+            let fate = committed.then_some(fate);
+            self.orders
+                .finish_settling(order_id, fate.map(OrderFate::known));
+            (order_id, fate)
+        });
         if !committed && pending.moves_money() {
             self.invalidate(pending.generation);
         }
         Settlement {
             answer: answer_of(pending, outcome),
-            payment,
+            order,
         }
     }
 
@@ -380,6 +343,7 @@ impl BuyerState {
         if generation == self.generation && self.balance.is_some() {
             self.balance = None;
             self.orders.forget_known();
+            self.payments.forget_known();
         }
     }
 }

@@ -12,7 +12,9 @@ pub const KNOWN_ORDERS_MAX: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KnownOrder {
     Payable(Points),
+    /// Paid, and perhaps refunded since: never paid or cancelled again.
     Paid,
+    Cancelled,
     /// Missing, or another buyer's: both answer 404.
     NotOurs,
 }
@@ -21,8 +23,8 @@ pub enum KnownOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     Known(KnownOrder),
-    /// A payment of it is committing.
-    Paying,
+    /// A payment or a cancellation of it is committing.
+    Settling,
     Unknown,
 }
 
@@ -30,14 +32,15 @@ pub enum Lookup {
 #[derive(Debug, Default, Clone)]
 pub struct OrderBook {
     creating: HashMap<OrderId, Points>,
-    paying: HashSet<OrderId>,
+    /// Orders with a payment or a cancellation committing.
+    settling: HashSet<OrderId>,
     known: HashMap<OrderId, KnownOrder>,
 }
 
 impl OrderBook {
     pub fn lookup(&self, order_id: OrderId) -> Lookup {
-        if self.paying.contains(&order_id) {
-            Lookup::Paying
+        if self.settling.contains(&order_id) {
+            Lookup::Settling
         } else if let Some(&total) = self.creating.get(&order_id) {
             Lookup::Known(KnownOrder::Payable(total))
         } else if let Some(&known) = self.known.get(&order_id) {
@@ -47,9 +50,9 @@ impl OrderBook {
         }
     }
 
-    /// Whether a creation or a payment of the order is committing.
+    /// Whether a creation, a payment or a cancellation of the order is committing.
     pub fn in_flight(&self, order_id: OrderId) -> bool {
-        self.paying.contains(&order_id) || self.creating.contains_key(&order_id)
+        self.settling.contains(&order_id) || self.creating.contains_key(&order_id)
     }
 
     pub fn remember(&mut self, order_id: OrderId, known: KnownOrder) {
@@ -59,20 +62,24 @@ impl OrderBook {
         self.known.insert(order_id, known);
     }
 
-    pub fn start_payment(&mut self, order_id: OrderId) {
+    /// A payment or a cancellation of the order is committing: until it settles, other
+    /// requests for the order wait for its outcome.
+    pub fn start_settling(&mut self, order_id: OrderId) {
         self.known.remove(&order_id);
-        self.paying.insert(order_id);
+        self.settling.insert(order_id);
     }
 
-    /// A payment of the order settled. One that did not commit may still have (its COMMIT's
-    /// answer lost), or the order may have been paid elsewhere: what was known of the order,
-    /// even from a creation that settled meanwhile, is forgotten and read again when needed.
-    pub fn finish_payment(&mut self, order_id: OrderId, committed: bool) {
-        self.paying.remove(&order_id);
-        if committed {
-            self.remember(order_id, KnownOrder::Paid);
-        } else {
-            self.known.remove(&order_id);
+    /// A payment or cancellation of the order settled, making it `outcome` if it committed.
+    /// One that did not commit may still have (its COMMIT's answer lost), or the order may have
+    /// been paid elsewhere: what was known of the order, even from a creation that settled
+    /// meanwhile, is forgotten and read again when needed.
+    pub fn finish_settling(&mut self, order_id: OrderId, outcome: Option<KnownOrder>) {
+        self.settling.remove(&order_id);
+        match outcome {
+            Some(known) => self.remember(order_id, known),
+            None => {
+                self.known.remove(&order_id);
+            }
         }
     }
 

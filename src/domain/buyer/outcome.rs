@@ -1,6 +1,7 @@
 //! What the writer answered for a write, and what the buyer's rules make of it.
 
 use super::super::OrderId;
+use super::orders::KnownOrder;
 use super::request::{Fingerprint, PendingWrite, Refusal, StoredResponse};
 
 /// Why the writer refused one write while its batch committed.
@@ -10,6 +11,10 @@ pub enum WriteRefusal {
     StaleFence,
     OrderNotFound,
     OrderAlreadyPaid,
+    /// The order was cancelled (the payment found it so in the database).
+    OrderCancelled,
+    /// The refunded payment is missing, or another buyer's.
+    PaymentNotFound,
     /// The key already has a live record: the request it was recorded for, and its answer.
     KeyUsed {
         fingerprint: Fingerprint,
@@ -47,12 +52,28 @@ pub enum Answer {
     Failed(BatchFailure),
 }
 
-/// A settled write: its answer, and for a payment whether the order is now paid (requests
-/// waiting on it are answered from that).
+/// What a committed payment or cancellation made of its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderFate {
+    Paid,
+    Cancelled,
+}
+
+impl OrderFate {
+    pub(super) fn known(self) -> KnownOrder {
+        match self {
+            OrderFate::Paid => KnownOrder::Paid,
+            OrderFate::Cancelled => KnownOrder::Cancelled,
+        }
+    }
+}
+
+/// A settled write: its answer, and for a payment or cancellation what became of the order
+/// (`None`: it did not commit); requests waiting on the order are answered from that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
     pub answer: Answer,
-    pub payment: Option<(OrderId, bool)>,
+    pub order: Option<(OrderId, Option<OrderFate>)>,
 }
 
 /// What a settled write answers its request.
@@ -66,6 +87,12 @@ pub(super) fn answer_of(pending: &PendingWrite, outcome: &WriteOutcome) -> Answe
         }
         WriteOutcome::Refused(WriteRefusal::OrderAlreadyPaid) => {
             Answer::Refused(Refusal::OrderAlreadyPaid)
+        }
+        WriteOutcome::Refused(WriteRefusal::OrderCancelled) => {
+            Answer::Refused(Refusal::OrderCancelled)
+        }
+        WriteOutcome::Refused(WriteRefusal::PaymentNotFound) => {
+            Answer::Refused(Refusal::PaymentNotFound)
         }
         WriteOutcome::Refused(WriteRefusal::KeyUsed {
             fingerprint,

@@ -2,9 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
+use sha2::{Digest, Sha256};
+
 use super::super::{
     BuyerId, ChargeReceipt, DomainError, IdempotencyKey, Movement, OrderId, OrderView, PaymentId,
-    PaymentReceipt, Points,
+    PaymentReceipt, Points, RefundId, RefundReceipt,
 };
 use super::{Fence, Generation};
 
@@ -22,18 +24,42 @@ pub enum Command {
         order_id: OrderId,
         total_price: Points,
     },
+    /// A PENDING order will never be paid.
+    Cancel {
+        order_id: OrderId,
+    },
+    /// Gives part (`amount`) or all (`None`: what is left) of a payment back to the balance.
+    Refund {
+        payment_id: PaymentId,
+        refund_id: RefundId,
+        amount: Option<Points>,
+        reason: Option<String>,
+    },
 }
 
 impl Command {
     /// What an Idempotency-Key record compares: the same key must come with the same request.
+    /// Ids the engine allocates for the request (order, payment, refund) are no part of it.
     pub fn fingerprint(&self, buyer: BuyerId) -> Fingerprint {
         Fingerprint(match self {
             Command::Charge { amount } => format!("charge:{buyer}:{amount}"),
             Command::Pay { order_id, .. } => format!("pay:{buyer}:{order_id}"),
-            Command::CreateOrder {
-                order_id,
-                total_price,
-            } => format!("order:{buyer}:{order_id}:{total_price}"),
+            Command::CreateOrder { total_price, .. } => format!("order:{buyer}:{total_price}"),
+            Command::Cancel { order_id } => format!("cancel:{buyer}:{order_id}"),
+            Command::Refund {
+                payment_id,
+                amount,
+                reason,
+                ..
+            } => {
+                let amount = amount.map_or_else(|| "all".to_owned(), |a| a.to_string());
+                // A reason may be 255 characters: its digest keeps the fingerprint short.
+                let reason = reason.as_deref().map_or_else(
+                    || "-".to_owned(),
+                    |r| format!("{:x}", Sha256::digest(r.as_bytes())),
+                );
+                format!("refund:{buyer}:{payment_id}:{amount}:{reason}")
+            }
         })
     }
 }
@@ -68,23 +94,29 @@ pub enum Receipt {
     Charged(ChargeReceipt),
     Paid(PaymentReceipt),
     OrderCreated(OrderView),
+    Refunded(RefundReceipt),
+    /// The order is CANCELLED (now, or it was already): the answer is the order as stored.
+    Cancelled(OrderId),
     /// An earlier request with the same Idempotency-Key committed; this is its answer.
     Replayed(StoredResponse),
 }
 
 impl Receipt {
-    /// The answer an Idempotency-Key record keeps: the exact body this receipt is sent as.
-    pub fn stored(&self) -> StoredResponse {
-        let body = match self {
-            Receipt::Charged(body) => serde_json::to_string(body),
-            Receipt::Paid(body) => serde_json::to_string(body),
-            Receipt::OrderCreated(body) => serde_json::to_string(body),
-            Receipt::Replayed(stored) => return stored.clone(),
+    /// The answer an Idempotency-Key record keeps: the exact status and body this receipt is
+    /// sent as. `None` for a cancellation, idempotent by nature (no key is recorded for it).
+    pub fn stored(&self) -> Option<StoredResponse> {
+        let (status, body) = match self {
+            Receipt::Charged(body) => (200, serde_json::to_string(body)),
+            Receipt::Paid(body) => (200, serde_json::to_string(body)),
+            Receipt::OrderCreated(body) => (201, serde_json::to_string(body)),
+            Receipt::Refunded(body) => (201, serde_json::to_string(body)),
+            Receipt::Cancelled(_) => return None,
+            Receipt::Replayed(stored) => return Some(stored.clone()),
         };
-        StoredResponse {
-            status: 200,
+        Some(StoredResponse {
+            status,
             body: body.expect("receipts are plain data and always serialize"),
-        }
+        })
     }
 }
 
@@ -97,6 +129,13 @@ pub enum Refusal {
     OrderNotFound,
     #[error("order already paid")]
     OrderAlreadyPaid,
+    #[error("order cancelled")]
+    OrderCancelled,
+    #[error("payment not found")]
+    PaymentNotFound,
+    /// The refund would take the payment's refunds past its amount.
+    #[error("the refunds would exceed the payment: {refundable} points are left to refund")]
+    RefundExceedsPayment { refundable: Points },
     #[error("a request with this Idempotency-Key is still in flight")]
     IdempotencyKeyInFlight,
     #[error("this Idempotency-Key was used with a different request")]
@@ -116,11 +155,12 @@ pub enum Refusal {
 pub struct Needs {
     pub balance: bool,
     pub order: Option<OrderId>,
+    pub payment: Option<PaymentId>,
 }
 
 impl Needs {
     pub fn nothing(&self) -> bool {
-        !self.balance && self.order.is_none()
+        !self.balance && self.order.is_none() && self.payment.is_none()
     }
 }
 
@@ -131,9 +171,11 @@ impl Needs {
 pub enum Decision {
     /// An earlier request with this key committed: answer it again, nothing is written.
     Replay(StoredResponse),
-    /// Another payment of this order is committing: its outcome decides the answer
-    /// ([`Settlement::payment`](super::Settlement)).
-    AwaitPayment(OrderId),
+    /// A payment or cancellation of this order is committing: its outcome decides the answer
+    /// ([`Settlement::order`](super::Settlement), [`awaited_answer`](super::awaited_answer)).
+    AwaitOrder(OrderId),
+    /// Nothing to write: the answer is known (an order cancelled already).
+    Answer(Receipt),
     /// A write to commit; [`BuyerState::accept`](super::BuyerState::accept) once it has a place
     /// in the commit queue.
     Write(PlannedWrite),
@@ -172,6 +214,31 @@ pub enum WriteKind {
         order_id: OrderId,
         total_price: Points,
     },
+    Cancel {
+        order_id: OrderId,
+        total_price: Points,
+    },
+    Refund {
+        change: FencedMovement,
+        refund: RefundPlan,
+    },
+}
+
+/// What a refund writes besides its balance change: the refund row and the payment's new
+/// refunded total, fenced on the total it expects to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundPlan {
+    pub refund_id: RefundId,
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub amount: Points,
+    pub reason: Option<String>,
+    /// The payment's amount.
+    pub payment_amount: Points,
+    /// The payment's refunded total before this refund (what the writer must find).
+    pub refunded_before: Points,
+    /// And after it.
+    pub refunded_after: Points,
 }
 
 /// A decided write: everything the writer needs, and the answer once it has committed.
@@ -197,8 +264,10 @@ pub struct KeyRecord {
 impl PlannedWrite {
     pub fn change(&self) -> Option<&FencedMovement> {
         match &self.kind {
-            WriteKind::Charge(change) | WriteKind::Pay { change, .. } => Some(change),
-            WriteKind::CreateOrder { .. } => None,
+            WriteKind::Charge(change)
+            | WriteKind::Pay { change, .. }
+            | WriteKind::Refund { change, .. } => Some(change),
+            WriteKind::CreateOrder { .. } | WriteKind::Cancel { .. } => None,
         }
     }
 
@@ -215,6 +284,12 @@ impl PlannedWrite {
             } => Tracked::OrderCreation {
                 order_id: *order_id,
                 total_price: *total_price,
+            },
+            WriteKind::Cancel { order_id, .. } => Tracked::Cancellation {
+                order_id: *order_id,
+            },
+            WriteKind::Refund { refund, .. } => Tracked::Refund {
+                payment_id: refund.payment_id,
             },
         };
         PendingWrite {
@@ -236,6 +311,12 @@ pub enum Tracked {
         order_id: OrderId,
         total_price: Points,
     },
+    Cancellation {
+        order_id: OrderId,
+    },
+    Refund {
+        payment_id: PaymentId,
+    },
 }
 
 /// A write in flight, as its result must be settled.
@@ -248,6 +329,9 @@ pub struct PendingWrite {
 
 impl PendingWrite {
     pub fn moves_money(&self) -> bool {
-        !matches!(self.tracked, Tracked::OrderCreation { .. })
+        !matches!(
+            self.tracked,
+            Tracked::OrderCreation { .. } | Tracked::Cancellation { .. }
+        )
     }
 }

@@ -150,6 +150,22 @@ impl Tables {
         matched
     }
 
+    /// `UPDATE orders SET status = 'CANCELLED', cancelled_at = ? WHERE id = ? AND buyer_id = ?
+    /// AND status = 'PENDING'`; whether it matched.
+    pub fn cancel_order(&mut self, buyer_id: i64, order_id: i64, at: NaiveDateTime) -> bool {
+        let Some(order) = self.orders.get(&order_id) else {
+            return false;
+        };
+        if order.buyer_id != buyer_id || !has_status(order, OrderStatus::Pending) {
+            return false;
+        }
+        let mut cancelled = order.clone();
+        set_status(&mut cancelled, OrderStatus::Cancelled);
+        cancelled.cancelled_at = Some(at);
+        self.put_order(cancelled);
+        true
+    }
+
     /// `DELETE FROM idempotency_keys WHERE idempotency_key IN (..) AND expires_at <= now`
     pub fn delete_expired_keys(&mut self, keys: &[&str], now: NaiveDateTime) {
         for key in keys {

@@ -14,7 +14,9 @@ use super::tables::{BalanceUpdate, Tables, has_status};
 use crate::db::models::{
     BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow,
 };
-use crate::db::writer::{BalanceChange, Fence, Rejection, WriteCommand, WriteOp, WriteResult};
+use crate::db::writer::{
+    BalanceChange, Fence, RefundWrite, Rejection, WriteCommand, WriteOp, WriteResult,
+};
 use crate::domain::OrderStatus;
 
 /// `commit_batch`: one result per op, or an error and nothing applied.
@@ -51,12 +53,65 @@ fn commit_checked(
     now: NaiveDateTime,
 ) -> Result<Vec<WriteResult>, ModelError> {
     let mut results = vec![WriteResult::Committed; ops.len()];
-    insert_new_orders(t, ops)?;
+    apply_order_writes(t, ops, now, &mut results)?;
     for indices in balance_groups(ops) {
         apply_buyer_group(t, ops, &indices, now, &mut results)?;
     }
     insert_committed_rows(t, ops, &results)?;
     Ok(results)
+}
+
+/// The real writer's `lifecycle::apply_order_writes`: each creation or cancellation in a
+/// savepoint with its key record.
+fn apply_order_writes(
+    t: &mut Tables,
+    ops: &[WriteOp],
+    now: NaiveDateTime,
+    results: &mut [WriteResult],
+) -> Result<(), ModelError> {
+    for (index, op) in ops.iter().enumerate() {
+        if results[index] != WriteResult::Committed || balance_change(op).is_some() {
+            continue;
+        }
+        let applied = t.atomically(|t| {
+            if let Some(record) = &op.idempotency {
+                insert_idempotency_record(t, record, now)?;
+            }
+            match &op.command {
+                WriteCommand::CreateOrder(order) => Ok(t.insert_orders(&[order])?),
+                &WriteCommand::Cancel {
+                    order_id,
+                    cancelled_at,
+                } => cancel_order(t, op.buyer_id, order_id, cancelled_at),
+                _ => Ok(()),
+            }
+        });
+        results[index] = match applied {
+            Ok(()) => WriteResult::Committed,
+            Err(GroupError::Rejected(rejection)) => WriteResult::Rejected(rejection),
+            // A duplicate order id is the engine's bug, not a request's: the batch fails.
+            Err(GroupError::Db(error)) => return Err(error),
+        };
+    }
+    Ok(())
+}
+
+fn cancel_order(
+    t: &mut Tables,
+    buyer_id: i64,
+    order_id: i64,
+    at: NaiveDateTime,
+) -> Result<(), GroupError> {
+    if t.cancel_order(buyer_id, order_id, at) {
+        return Ok(());
+    }
+    Err(GroupError::Rejected(match t.orders.get(&order_id) {
+        Some(order) if order.buyer_id == buyer_id && order.status.is_paid() => {
+            Rejection::OrderAlreadyPaid
+        }
+        Some(order) if order.buyer_id == buyer_id => Rejection::StaleFence,
+        _ => Rejection::OrderNotFound,
+    }))
 }
 
 pub(super) fn insert_new_orders(t: &mut Tables, ops: &[WriteOp]) -> Result<(), ModelError> {
@@ -88,8 +143,10 @@ pub(super) fn balance_groups(ops: &[WriteOp]) -> Vec<Vec<usize>> {
 
 pub(super) fn balance_change(op: &WriteOp) -> Option<&BalanceChange> {
     match &op.command {
-        WriteCommand::Charge(change) | WriteCommand::Pay { change, .. } => Some(change),
-        WriteCommand::CreateOrder(_) => None,
+        WriteCommand::Charge(change)
+        | WriteCommand::Pay { change, .. }
+        | WriteCommand::Refund(RefundWrite { change, .. }) => Some(change),
+        WriteCommand::CreateOrder(_) | WriteCommand::Cancel { .. } => None,
     }
 }
 
@@ -131,9 +188,7 @@ fn apply_buyer_group(
         results[index] = match t.atomically(|t| apply_writes(t, ops, &[index], now)) {
             Ok(()) => WriteResult::Committed,
             Err(GroupError::Rejected(rejection)) => WriteResult::Rejected(rejection),
-            Err(GroupError::Db(error)) if is_refusal(&error) => {
-                WriteResult::Rejected(Rejection::StaleFence)
-            }
+            // A duplicate order id is the engine's bug, not a request's: the batch fails.
             Err(GroupError::Db(error)) => return Err(error),
         };
     }
@@ -261,7 +316,8 @@ pub(super) fn insert_committed_rows(
                 entries.push(&change.entry);
                 paid.push(payment);
             }
-            WriteCommand::CreateOrder(_) => {}
+            WriteCommand::Refund(refund) => entries.push(&refund.change.entry),
+            WriteCommand::CreateOrder(_) | WriteCommand::Cancel { .. } => {}
         }
     }
     // The real writer skips an empty insert; an empty statement here changes nothing either,

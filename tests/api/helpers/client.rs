@@ -221,6 +221,21 @@ impl TestApp {
         .await
     }
 
+    pub async fn cancel(&self, buyer: i64, order: i64) -> ApiResponse {
+        self.post_json(
+            &format!("/orders/{order}/cancel"),
+            &json!({ "buyerId": buyer }),
+            None,
+        )
+        .await
+    }
+
+    /// POST /payments/{payment}/refunds with `body` (its buyerId, amount, reason).
+    pub async fn refund(&self, payment: i64, body: Value, key: Option<&str>) -> ApiResponse {
+        self.post_json(&format!("/payments/{payment}/refunds"), &body, key)
+            .await
+    }
+
     pub async fn pay_with_key(&self, buyer: i64, order: i64, key: &str) -> ApiResponse {
         self.post_json(
             "/orders/payment/kafka",

@@ -8,7 +8,8 @@ fn a_state_never_loaded_needs_the_balance_and_decides_nothing() {
         state.needs(&charge(1)),
         Needs {
             balance: true,
-            order: None
+            order: None,
+            payment: None,
         }
     );
     assert_eq!(decide(&state, &charge(1), None), Err(Refusal::StaleState));

@@ -29,7 +29,7 @@ fn a_committed_key_replays_its_exact_stored_answer_until_it_expires() {
     let write = accept(&mut state, &charge(10), Some("k"));
     let record = write.key.clone().expect("a keyed charge records its key");
     assert_eq!(record.expires_at, t0() + ttl());
-    assert_eq!(record.answer, write.receipt.stored());
+    assert_eq!(record.answer, write.receipt.stored().unwrap());
     settle(&mut state, &write, &WriteOutcome::Committed);
     // The balance moves on; the replay still answers the original body.
     let later = accept(&mut state, &charge(50), None);
@@ -38,7 +38,7 @@ fn a_committed_key_replays_its_exact_stored_answer_until_it_expires() {
     let just_before = record.expires_at - Duration::microseconds(1);
     assert_eq!(
         decide_at(&state, &charge(10), Some("k"), just_before),
-        Ok(Decision::Replay(write.receipt.stored()))
+        Ok(Decision::Replay(write.receipt.stored().unwrap()))
     );
     let anew = plan_at(&state, &charge(10), Some("k"), record.expires_at);
     assert_eq!(change(&anew).movement.balance_after, points(170));
@@ -126,7 +126,7 @@ fn a_payment_key_replays_even_after_the_order_was_paid() {
     // A retry gets a new payment id from the engine: the fingerprint leaves it out.
     assert_eq!(
         decide(&state, &pay(1, 2), Some("k")),
-        Ok(Decision::Replay(write.receipt.stored()))
+        Ok(Decision::Replay(write.receipt.stored().unwrap()))
     );
     assert_eq!(
         decide(&state, &pay(1, 3), None),
@@ -135,7 +135,7 @@ fn a_payment_key_replays_even_after_the_order_was_paid() {
 }
 
 #[test]
-fn an_order_creation_checks_its_key_but_does_not_record_it() {
+fn an_order_creation_records_its_key_and_a_retry_is_the_same_request() {
     let mut state = loaded(100, 3);
     accept(&mut state, &charge(10), Some("k"));
     assert_eq!(
@@ -143,9 +143,15 @@ fn an_order_creation_checks_its_key_but_does_not_record_it() {
         Err(Refusal::IdempotencyKeyMismatch)
     );
     let creation = accept(&mut state, &create(2, 5), Some("o"));
-    assert_eq!(creation.key, None);
-    assert!(matches!(
+    let record = creation.key.as_ref().expect("a creation records its key");
+    assert_eq!(record.answer.status, 201);
+    // A retry gets a new order id from the engine: still the same request, in flight.
+    assert_eq!(
         decide(&state, &create(3, 5), Some("o")),
-        Ok(Decision::Write(_))
-    ));
+        Err(Refusal::IdempotencyKeyInFlight)
+    );
+    assert_eq!(
+        decide(&state, &create(3, 6), Some("o")),
+        Err(Refusal::IdempotencyKeyMismatch)
+    );
 }

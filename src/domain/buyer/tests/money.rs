@@ -30,7 +30,7 @@ fn a_charge_adds_its_amount_at_the_next_version_and_answers_the_balance_after() 
         settled,
         Settlement {
             answer: Answer::Committed,
-            payment: None
+            order: None
         }
     );
     assert_eq!(state.balance(), Some(balance(150, 4)));
@@ -76,7 +76,7 @@ fn a_payment_deducts_the_order_price_and_its_receipt_names_the_payment() {
     );
     let settled = settle(&mut state, &write, &WriteOutcome::Committed);
     assert_eq!(settled.answer, Answer::Committed);
-    assert_eq!(settled.payment, Some((order(1), true)));
+    assert_eq!(settled.order, Some((order(1), Some(OrderFate::Paid))));
     assert_eq!(state.balance(), Some(balance(60, 4)));
 }
 

@@ -9,10 +9,10 @@ fn a_second_payment_of_an_order_whose_payment_is_in_flight_waits_for_its_outcome
     assert!(state.needs(&pay(1, 2)).nothing());
     assert_eq!(
         decide(&state, &pay(1, 2), None),
-        Ok(Decision::AwaitPayment(order(1)))
+        Ok(Decision::AwaitOrder(order(1)))
     );
     let settled = settle(&mut state, &first, &WriteOutcome::Committed);
-    assert_eq!(settled.payment, Some((order(1), true)));
+    assert_eq!(settled.order, Some((order(1), Some(OrderFate::Paid))));
     assert_eq!(
         decide(&state, &pay(1, 3), None),
         Err(Refusal::OrderAlreadyPaid)
@@ -26,13 +26,14 @@ fn a_payment_that_did_not_commit_tells_its_waiters_and_the_order_is_read_again()
     state.learn_order(order(1), KnownOrder::Payable(points(30)));
     let first = accept(&mut state, &pay(1, 1), None);
     let settled = settle(&mut state, &first, &UNAVAILABLE);
-    assert_eq!(settled.payment, Some((order(1), false)));
+    assert_eq!(settled.order, Some((order(1), None)));
     state.install(Some(row(100, 3)), RELOAD_TOKEN);
     assert_eq!(
         state.needs(&pay(1, 2)),
         Needs {
             balance: true,
-            order: Some(order(1))
+            order: Some(order(1)),
+            payment: None,
         }
     );
     assert_eq!(decide(&state, &pay(1, 2), None), Err(Refusal::StaleState));
@@ -67,7 +68,8 @@ fn an_unknown_order_is_read_first_with_the_balance_when_nothing_is_in_flight() {
         state.needs(&pay(1, 1)),
         Needs {
             balance: true,
-            order: Some(order(1))
+            order: Some(order(1)),
+            payment: None,
         }
     );
     assert_eq!(decide(&state, &pay(1, 1), None), Err(Refusal::StaleState));
@@ -76,7 +78,8 @@ fn an_unknown_order_is_read_first_with_the_balance_when_nothing_is_in_flight() {
         state.needs(&pay(1, 1)),
         Needs {
             balance: false,
-            order: Some(order(1))
+            order: Some(order(1)),
+            payment: None,
         }
     );
     assert!(state.needs(&charge(1)).nothing());
@@ -101,7 +104,7 @@ fn a_failed_order_creation_forgets_the_order_and_keeps_the_balance() {
         settled,
         Settlement {
             answer: Answer::Failed(BatchFailure::Unavailable),
-            payment: None
+            order: None
         }
     );
     assert_eq!(state.balance(), Some(balance(100, 3)));
@@ -157,7 +160,8 @@ fn a_reload_forgets_the_orders_known_so_a_payment_reads_its_order_with_the_balan
         state.needs(&pay(1, 1)),
         Needs {
             balance: true,
-            order: Some(order(1))
+            order: Some(order(1)),
+            payment: None,
         }
     );
     // A state to be reloaded reads the order with it; a rule's second look does too.
@@ -169,14 +173,16 @@ fn a_reload_forgets_the_orders_known_so_a_payment_reads_its_order_with_the_balan
         dropped.needs(&pay(1, 1)),
         Needs {
             balance: true,
-            order: Some(order(1))
+            order: Some(order(1)),
+            payment: None,
         }
     );
     assert_eq!(
         state.reload_needs(&pay(1, 1)),
         Needs {
             balance: true,
-            order: Some(order(1))
+            order: Some(order(1)),
+            payment: None,
         }
     );
 }

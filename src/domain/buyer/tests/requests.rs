@@ -16,13 +16,36 @@ fn fingerprints_tell_apart_the_kind_buyer_amount_order_and_price() {
         pay(10, 1).fingerprint(theirs),
         create(10, 10).fingerprint(mine),
         create(10, 11).fingerprint(mine),
-        create(11, 10).fingerprint(mine),
         create(10, 10).fingerprint(theirs),
+        Command::Cancel {
+            order_id: order(10),
+        }
+        .fingerprint(mine),
+        refund(1, Some(5), None).fingerprint(mine),
+        refund(1, Some(6), None).fingerprint(mine),
+        refund(1, None, None).fingerprint(mine),
+        refund(1, Some(5), Some("damaged")).fingerprint(mine),
+        refund(2, Some(5), None).fingerprint(mine),
     ];
     let distinct: HashSet<&Fingerprint> = prints.iter().collect();
     assert_eq!(distinct.len(), prints.len(), "{prints:?}");
     // A retried payment gets a new payment id from the engine: still the same request.
     assert_eq!(pay(10, 1).fingerprint(mine), pay(10, 2).fingerprint(mine));
+    // So does a retried creation a new order id.
+    assert_eq!(
+        create(10, 10).fingerprint(mine),
+        create(11, 10).fingerprint(mine)
+    );
+}
+
+/// A refund of `payment` (refund id 1).
+fn refund(payment: i64, amount: Option<i64>, reason: Option<&str>) -> Command {
+    Command::Refund {
+        payment_id: PaymentId::try_from(payment).unwrap(),
+        refund_id: crate::domain::RefundId::try_from(1).unwrap(),
+        amount: amount.map(Points::new),
+        reason: reason.map(str::to_owned),
+    }
 }
 
 fn any_command() -> impl Strategy<Value = Command> {
@@ -37,6 +60,10 @@ fn any_command() -> impl Strategy<Value = Command> {
 fn same_request(a: &Command, b: &Command) -> bool {
     match (a, b) {
         (Command::Pay { order_id: x, .. }, Command::Pay { order_id: y, .. }) => x == y,
+        (
+            Command::CreateOrder { total_price: x, .. },
+            Command::CreateOrder { total_price: y, .. },
+        ) => x == y,
         _ => a == b,
     }
 }
@@ -83,21 +110,25 @@ fn a_receipts_stored_answer_is_the_json_body_it_is_sent_as() {
         paid_at: None,
         cancelled_at: None,
     };
-    let stored = Receipt::Charged(charged.clone()).stored();
+    let stored = Receipt::Charged(charged.clone()).stored().unwrap();
     assert_eq!(stored.status, 200);
     assert_eq!(stored.body, serde_json::to_string(&charged).unwrap());
     assert_eq!(
         serde_json::from_str::<ChargeReceipt>(&stored.body).unwrap(),
         charged
     );
-    let stored = Receipt::Paid(paid.clone()).stored();
+    let stored = Receipt::Paid(paid.clone()).stored().unwrap();
     assert_eq!(stored.status, 200);
     assert_eq!(
         serde_json::from_str::<PaymentReceipt>(&stored.body).unwrap(),
         paid
     );
     assert!(stored.body.contains(r#""paymentId":3"#), "{}", stored.body);
-    let stored = Receipt::OrderCreated(created.clone()).stored();
+    let stored = Receipt::OrderCreated(created.clone()).stored().unwrap();
+    assert_eq!(
+        stored.status, 201,
+        "a creation is answered 201, replayed too"
+    );
     assert_eq!(
         serde_json::from_str::<OrderView>(&stored.body).unwrap(),
         created
@@ -107,5 +138,7 @@ fn a_receipts_stored_answer_is_the_json_body_it_is_sent_as() {
         status: 201,
         body: "{}".to_owned(),
     };
-    assert_eq!(Receipt::Replayed(replayed.clone()).stored(), replayed);
+    assert_eq!(Receipt::Replayed(replayed.clone()).stored(), Some(replayed));
+    let cancelled = Receipt::Cancelled(OrderId::try_from(4).unwrap());
+    assert_eq!(cancelled.stored(), None, "a cancellation records no key");
 }

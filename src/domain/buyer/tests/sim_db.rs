@@ -120,6 +120,22 @@ impl Db {
             total_price,
         } = write.kind
         {
+            // A creation records its key as the other writes do.
+            if let Some(record) = &write.key {
+                if let Some(used) = self.live_key(record.claim.key.as_str(), now) {
+                    return WriteOutcome::Refused(WriteRefusal::KeyUsed {
+                        fingerprint: used.fingerprint.clone(),
+                        answer: used.answer.clone(),
+                    });
+                }
+                let stored = DbKey {
+                    fingerprint: record.claim.fingerprint.clone(),
+                    answer: record.answer.clone(),
+                    expires_at: record.expires_at,
+                };
+                self.keys
+                    .insert(record.claim.key.as_str().to_owned(), stored);
+            }
             let order = DbOrder {
                 buyer: write.buyer,
                 paid: false,
@@ -160,6 +176,9 @@ impl Db {
                 }
                 KnownOrder::NotOurs => {
                     return WriteOutcome::Refused(WriteRefusal::OrderNotFound);
+                }
+                KnownOrder::Cancelled => {
+                    return WriteOutcome::Refused(WriteRefusal::OrderCancelled);
                 }
             },
             _ => None,

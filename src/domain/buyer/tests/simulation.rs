@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::*;
 
 use super::sim_db::*;
+use crate::domain::RefundId;
 
 /// What the state's balance must be, counted since the last install.
 #[derive(Default)]
@@ -134,7 +135,18 @@ impl Sim {
                 self.next_order += 1;
                 create(order_id, total_price.get())
             }
-            charge @ Command::Charge { .. } => charge,
+            Command::Refund {
+                payment_id,
+                amount,
+                reason,
+                ..
+            } => Command::Refund {
+                payment_id,
+                refund_id: RefundId::try_from(self.next_payment).expect("positive"),
+                amount,
+                reason,
+            },
+            other @ (Command::Charge { .. } | Command::Cancel { .. }) => other,
         }
     }
 
@@ -186,9 +198,15 @@ impl Sim {
                 assert_eq!(stored.fingerprint, command.fingerprint(buyer()));
                 assert_eq!(answer, stored.answer);
             }
-            Ok(Decision::AwaitPayment(order_id)) => {
+            Ok(Decision::AwaitOrder(order_id)) => {
                 let paying = self.unsettled().any(|w| pays(w, order_id));
                 assert!(paying, "awaits a payment of {order_id} that is in flight");
+            }
+            Ok(Decision::Answer(receipt)) => {
+                assert!(
+                    matches!(command, Command::Cancel { .. }),
+                    "only a cancellation is answered without a write: {receipt:?}"
+                );
             }
             Err(refusal) => self.check_refusal(command, key.as_ref(), &refusal),
         }
@@ -254,6 +272,11 @@ impl Sim {
             }
             Refusal::OrderAlreadyPaid => assert_eq!(order_of(command), KnownOrder::Paid),
             Refusal::OrderNotFound => assert_eq!(order_of(command), KnownOrder::NotOurs),
+            Refusal::OrderCancelled => assert_eq!(order_of(command), KnownOrder::Cancelled),
+            // This workload refunds nothing.
+            Refusal::PaymentNotFound | Refusal::RefundExceedsPayment { .. } => {
+                panic!("{command:?} refused as a refund: {refusal:?}")
+            }
             Refusal::Rule(DomainError::InsufficientBalance {
                 balance: have,
                 required,
@@ -300,11 +323,13 @@ impl Sim {
             let settlement = self.state.settle(&pending, &outcome);
             self.settled += 1;
             let committed = outcome == WriteOutcome::Committed;
-            let payment = match write.kind {
-                WriteKind::Pay { order_id, .. } => Some((order_id, committed)),
+            let order = match write.kind {
+                WriteKind::Pay { order_id, .. } => {
+                    Some((order_id, committed.then_some(OrderFate::Paid)))
+                }
                 _ => None,
             };
-            assert_eq!(settlement.payment, payment);
+            assert_eq!(settlement.order, order);
             assert_eq!(settlement.answer, expected_answer(&write, &outcome));
             let current = write.generation == self.books.generation;
             if !committed && pending.moves_money() && current {
@@ -430,6 +455,12 @@ fn expected_answer(write: &PlannedWrite, outcome: &WriteOutcome) -> Answer {
         }
         WriteOutcome::Refused(WriteRefusal::OrderAlreadyPaid) => {
             Answer::Refused(Refusal::OrderAlreadyPaid)
+        }
+        WriteOutcome::Refused(WriteRefusal::OrderCancelled) => {
+            Answer::Refused(Refusal::OrderCancelled)
+        }
+        WriteOutcome::Refused(WriteRefusal::PaymentNotFound) => {
+            Answer::Refused(Refusal::PaymentNotFound)
         }
         WriteOutcome::Refused(WriteRefusal::KeyUsed {
             fingerprint,
