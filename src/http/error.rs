@@ -11,7 +11,7 @@ use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
 use crate::db::{DbError, ErrorClass};
 use crate::domain::buyer::Refusal;
-use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason};
+use crate::domain::{AmountParseError, DomainError, IdParseError, OrderStatus, RejectionReason};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_S: &str = "1";
@@ -25,6 +25,8 @@ pub enum ApiError {
     InvalidBuyerId(IdParseError),
     #[error("orderId {0}")]
     InvalidOrderId(IdParseError),
+    #[error("paymentId {0}")]
+    InvalidPaymentId(IdParseError),
     #[error("the query parameter `point` is required")]
     MissingPoint,
     #[error("point {0}")]
@@ -37,12 +39,16 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("limit must be between 1 and {max}")]
     InvalidLimit { max: i64 },
-    #[error("the cursor is not one this API returned")]
+    #[error("the cursor is not one this list returned")]
     InvalidCursor,
+    #[error("status must be one of {}", OrderStatus::ALL.map(OrderStatus::as_str).join(", "))]
+    InvalidStatus,
     #[error("{0}")]
     InvalidIdempotencyKey(String),
     #[error("no order with this id for this buyer")]
     OrderNotFound,
+    #[error("no payment with this id")]
+    PaymentNotFound,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed on this resource")]
@@ -107,6 +113,7 @@ impl ApiError {
         match self {
             E::InvalidBuyerId(_) => ("invalid_buyer_id", "Invalid buyer id"),
             E::InvalidOrderId(_) => ("invalid_order_id", "Invalid order id"),
+            E::InvalidPaymentId(_) => ("invalid_payment_id", "Invalid payment id"),
             E::MissingPoint => ("missing_point", "Missing point"),
             E::InvalidPoint(_) => ("invalid_point", "Invalid point"),
             E::InvalidAmount(_) => ("invalid_amount", "Invalid amount"),
@@ -114,8 +121,10 @@ impl ApiError {
             E::InvalidQuery(_) => ("invalid_query", "Invalid query"),
             E::InvalidLimit { .. } => ("invalid_limit", "Invalid limit"),
             E::InvalidCursor => ("invalid_cursor", "Invalid cursor"),
+            E::InvalidStatus => ("invalid_status", "Invalid status"),
             E::InvalidIdempotencyKey(_) => ("invalid_idempotency_key", "Invalid Idempotency-Key"),
             E::OrderNotFound => ("order_not_found", "Order not found"),
+            E::PaymentNotFound => ("payment_not_found", "Payment not found"),
             E::NotFound => ("not_found", "Not found"),
             E::MethodNotAllowed { .. } => ("method_not_allowed", "Method not allowed"),
             E::OrderAlreadyPaid => ("order_already_paid", "Order already paid"),
@@ -190,6 +199,7 @@ impl ResponseError for ApiError {
         match self {
             E::InvalidBuyerId(_)
             | E::InvalidOrderId(_)
+            | E::InvalidPaymentId(_)
             | E::MissingPoint
             | E::InvalidPoint(_)
             | E::InvalidAmount(_)
@@ -197,8 +207,9 @@ impl ResponseError for ApiError {
             | E::InvalidQuery(_)
             | E::InvalidLimit { .. }
             | E::InvalidCursor
+            | E::InvalidStatus
             | E::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
-            E::OrderNotFound | E::NotFound => StatusCode::NOT_FOUND,
+            E::OrderNotFound | E::PaymentNotFound | E::NotFound => StatusCode::NOT_FOUND,
             E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             E::Unauthorized => StatusCode::UNAUTHORIZED,
             E::OrderAlreadyPaid | E::IdempotencyKeyInFlight => StatusCode::CONFLICT,

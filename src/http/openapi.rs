@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::Problem;
-use super::{health, orders, points};
+use super::{buyers, health, orders, payments, points};
 use crate::domain::{ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentReceipt};
 
 #[derive(OpenApi)]
@@ -14,16 +14,19 @@ use crate::domain::{ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentRec
     paths(
         points::charge, points::balance, points::history,
         orders::pay, orders::create, orders::get,
+        payments::get, buyers::orders, buyers::payments,
         health::live, health::ready, super::metrics::metrics,
     ),
     components(schemas(
         ChargeReceipt, PaymentReceipt, OrderView, OrderStatus, EntryKind, Problem,
         points::BalanceView, points::HistoryPage, points::HistoryEntry,
         orders::PayRequest, orders::CreateOrderRequest,
+        payments::PaymentDetail, payments::PaymentSummary, payments::RefundView,
+        buyers::OrdersPage, buyers::PaymentsPage,
     )),
     modifiers(&ServiceToken),
     security(("service_token" = [])),
-    tags((name = "points"), (name = "orders"), (name = "health"))
+    tags((name = "points"), (name = "orders"), (name = "payments"), (name = "buyers"), (name = "health"))
 )]
 pub struct ApiDoc;
 

@@ -81,6 +81,9 @@ async fn the_openapi_document_lists_every_route() {
         ("/orders", "post"),
         ("/orders/{}", "get"),
         ("/orders/payment/kafka", "post"),
+        ("/payments/{}", "get"),
+        ("/buyers/{}/orders", "get"),
+        ("/buyers/{}/payments", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
     ];
@@ -246,6 +249,11 @@ async fn while_the_database_is_unreachable_requests_answer_503_database_unavaila
     app.get_order(1)
         .await
         .expect_problem(503, "database_unavailable");
+    for path in ["/payments/1", "/buyers/1/orders", "/buyers/1/payments"] {
+        app.get(path)
+            .await
+            .expect_problem(503, "database_unavailable");
+    }
 
     user.grant();
 
