@@ -97,6 +97,21 @@ async fn the_openapi_document_lists_every_route() {
             paths.keys()
         );
     }
+
+    // Tools link operations by operationId (schemathesis resolves the links it infers with it):
+    // two operations with one id make one of them unreachable, or linked to the other's data.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation.get("operationId")?.as_str())
+        .collect();
+    ids.sort_unstable();
+    let repeated: Vec<&str> = ids
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    assert!(repeated.is_empty(), "operationIds used twice: {repeated:?}");
 }
 
 #[actix_web::test]
