@@ -18,6 +18,7 @@ mod hostile;
 mod hostile_inputs;
 mod idempotency;
 mod layout;
+mod lists;
 mod metrics;
 mod model;
 mod observability;
