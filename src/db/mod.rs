@@ -5,6 +5,7 @@ mod database_url;
 mod error;
 pub mod ids;
 pub mod leases;
+pub mod lists;
 pub mod models;
 pub mod outbox;
 pub mod pool;

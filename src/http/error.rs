@@ -11,7 +11,7 @@ use super::metrics::Rejection;
 use crate::actors::{BuyerError, OverloadReason};
 use crate::db::{DbError, ErrorClass};
 use crate::domain::buyer::Refusal;
-use crate::domain::{AmountParseError, DomainError, IdParseError, RejectionReason};
+use crate::domain::{AmountParseError, DomainError, IdParseError, OrderStatus, RejectionReason};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_S: &str = "1";
@@ -41,12 +41,16 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("limit must be between 1 and {max}")]
     InvalidLimit { max: i64 },
-    #[error("the cursor is not one this API returned")]
+    #[error("the cursor is not one this list returned")]
     InvalidCursor,
+    #[error("status must be one of {}", OrderStatus::ALL.map(OrderStatus::as_str).join(", "))]
+    InvalidStatus,
     #[error("{0}")]
     InvalidIdempotencyKey(String),
     #[error("no order with this id for this buyer")]
     OrderNotFound,
+    #[error("no payment with this id (for this buyer)")]
+    PaymentNotFound,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed on this resource")]
@@ -58,8 +62,6 @@ pub enum ApiError {
     OrderAlreadyPaid,
     #[error("the order is cancelled")]
     OrderCancelled,
-    #[error("no payment with this id for this buyer")]
-    PaymentNotFound,
     #[error("the refunds would exceed the payment: {refundable} points are left to refund")]
     RefundExceedsPayment { refundable: i64 },
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
@@ -125,13 +127,14 @@ impl ApiError {
             E::InvalidQuery(_) => ("invalid_query", "Invalid query"),
             E::InvalidLimit { .. } => ("invalid_limit", "Invalid limit"),
             E::InvalidCursor => ("invalid_cursor", "Invalid cursor"),
+            E::InvalidStatus => ("invalid_status", "Invalid status"),
             E::InvalidIdempotencyKey(_) => ("invalid_idempotency_key", "Invalid Idempotency-Key"),
             E::OrderNotFound => ("order_not_found", "Order not found"),
+            E::PaymentNotFound => ("payment_not_found", "Payment not found"),
             E::NotFound => ("not_found", "Not found"),
             E::MethodNotAllowed { .. } => ("method_not_allowed", "Method not allowed"),
             E::OrderAlreadyPaid => ("order_already_paid", "Order already paid"),
             E::OrderCancelled => ("order_cancelled", "Order cancelled"),
-            E::PaymentNotFound => ("payment_not_found", "Payment not found"),
             E::RefundExceedsPayment { .. } => ("refund_exceeds_payment", "Refund exceeds payment"),
             E::IdempotencyKeyInFlight => ("idempotency_key_in_flight", "Request in flight"),
             E::PayloadTooLarge { .. } => ("payload_too_large", "Payload too large"),
@@ -218,6 +221,7 @@ impl ResponseError for ApiError {
             | E::InvalidQuery(_)
             | E::InvalidLimit { .. }
             | E::InvalidCursor
+            | E::InvalidStatus
             | E::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             E::OrderNotFound | E::PaymentNotFound | E::NotFound => StatusCode::NOT_FOUND,
             E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

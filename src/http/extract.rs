@@ -14,7 +14,7 @@ use super::deadline::is_body_timeout;
 use super::{ApiError, AppState, replay};
 use crate::actors::StoredResponse;
 use crate::db::queries;
-use crate::domain::{BuyerId, IdempotencyKey, OrderId, Points};
+use crate::domain::{BuyerId, IdempotencyKey, OrderId, OrderStatus, PaymentId, Points};
 
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
@@ -89,17 +89,22 @@ pub fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     raw.parse().map_err(ApiError::InvalidOrderId)
 }
 
+pub fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
+    raw.parse().map_err(ApiError::InvalidPaymentId)
+}
+
 /// The `point` query parameter of a charge: required, a positive integer no greater than `max`.
 pub fn charge_amount(raw: Option<&str>, max: Points) -> Result<Points, ApiError> {
     let raw = raw.ok_or(ApiError::MissingPoint)?;
     Points::parse_positive(raw, max).map_err(ApiError::InvalidPoint)
 }
 
-/// Largest page of history.
+/// Largest page of history (and of a buyer's orders or payments).
 pub const HISTORY_LIMIT_MAX: i64 = 100;
 const HISTORY_LIMIT_DEFAULT: i64 = 20;
 
-/// The `limit` query parameter of a history page: 1 to [`HISTORY_LIMIT_MAX`], default 20.
+/// The `limit` query parameter of a history page, or of a page of a buyer's orders or payments:
+/// 1 to [`HISTORY_LIMIT_MAX`], default 20.
 pub fn history_limit(raw: Option<&str>) -> Result<i64, ApiError> {
     let Some(raw) = raw else {
         return Ok(HISTORY_LIMIT_DEFAULT);
@@ -128,6 +133,17 @@ pub fn parse_history_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> 
             .filter(|v| *v > 0)
             .map(Some)
             .ok_or(ApiError::InvalidCursor),
+    }
+}
+
+/// A `status` query parameter: absent or empty is no filter, otherwise a status exactly as the
+/// API spells it (`PAID`, not `paid`).
+pub fn order_status(raw: Option<&str>) -> Result<Option<OrderStatus>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => OrderStatus::parse(raw)
+            .map(Some)
+            .ok_or(ApiError::InvalidStatus),
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod admission;
 pub mod auth;
+mod buyers;
+mod cursor;
 pub mod deadline;
 mod error;
 mod extract;
@@ -9,6 +11,7 @@ mod health;
 pub mod metrics;
 pub mod openapi;
 mod orders;
+mod payments;
 mod points;
 mod refunds;
 mod routing;
@@ -77,6 +80,21 @@ pub fn configure(
                     .route(web::post().to(points::charge))
                     .route(web::get().to(points::balance))
                     .default_service(method_not_allowed("GET, POST")),
+            )
+            .service(
+                web::resource("/buyers/{buyer_id}/orders")
+                    .route(web::get().to(buyers::orders))
+                    .default_service(method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/buyers/{buyer_id}/payments")
+                    .route(web::get().to(buyers::payments))
+                    .default_service(method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/payments/{payment_id}")
+                    .route(web::get().to(payments::get))
+                    .default_service(method_not_allowed("GET")),
             )
             .service(
                 web::resource("/orders/payment/kafka")

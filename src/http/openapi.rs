@@ -5,7 +5,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::Problem;
-use super::{health, orders, points, refunds};
+use super::{buyers, health, orders, payments, points, refunds};
 use crate::domain::{
     ChargeReceipt, EntryKind, OrderStatus, OrderView, PaymentReceipt, RefundReceipt,
 };
@@ -16,6 +16,7 @@ use crate::domain::{
     paths(
         points::charge, points::balance, points::history,
         orders::pay, orders::create, orders::get, orders::cancel, refunds::refund,
+        payments::get, buyers::orders, buyers::payments,
         health::live, health::ready, super::metrics::metrics,
     ),
     components(schemas(
@@ -23,10 +24,12 @@ use crate::domain::{
         points::BalanceView, points::HistoryPage, points::HistoryEntry,
         orders::PayRequest, orders::CreateOrderRequest, orders::CancelRequest,
         refunds::RefundRequest,
+        payments::PaymentDetail, payments::PaymentSummary, payments::RefundView,
+        buyers::OrdersPage, buyers::PaymentsPage,
     )),
     modifiers(&ServiceToken),
     security(("service_token" = [])),
-    tags((name = "points"), (name = "orders"), (name = "payments"), (name = "health"))
+    tags((name = "points"), (name = "orders"), (name = "payments"), (name = "buyers"), (name = "health"))
 )]
 pub struct ApiDoc;
 
@@ -60,4 +63,51 @@ pub fn swagger_ui(tokens_required: bool) -> SwaggerUi {
         doc.security = None;
     }
     SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The routes of README's API table, as "METHOD /path" with the query string cut.
+    fn readme_routes() -> BTreeSet<String> {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let api = readme
+            .split("\n## API\n")
+            .nth(1)
+            .expect("README has an API section");
+        let table = api.split("\n### ").next().unwrap();
+        table
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .flat_map(|line| {
+                let route_cell = line.split(" | ").next().unwrap();
+                route_cell
+                    .split('`')
+                    .filter(|part| part.starts_with(['G', 'P', 'D']) && part.contains(" /"))
+                    .map(|route| route.split('?').next().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_api_table_lists_every_documented_operation_and_no_other() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        // The description and its UI are served beside the API, not described in it.
+        let mut readme = readme_routes();
+        assert!(readme.remove("GET /openapi.json") && readme.remove("GET /docs/"));
+        assert_eq!(
+            readme, documented,
+            "README's API table against the OpenAPI paths"
+        );
+    }
 }

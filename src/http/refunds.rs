@@ -9,7 +9,7 @@ use super::orders::{body_id, json_body, next_id};
 use super::routing::Onward;
 use super::{ApiError, AppState, Problem};
 use crate::actors::Command;
-use crate::domain::{BuyerId, PaymentId, Points, RefundId, RefundReceipt};
+use crate::domain::{BuyerId, Points, RefundId, RefundReceipt};
 
 /// Longest refund reason, in characters (the column's width).
 pub const MAX_REASON_CHARS: usize = 255;
@@ -80,7 +80,7 @@ pub async fn refund(
     body: web::Json<JsonObject<RefundRequest>>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let payment_id: PaymentId = path.parse().map_err(ApiError::InvalidPaymentId)?;
+    let payment_id = extract::payment_id(&path)?;
     let (buyer, amount, reason) = body.0.0.parse(state.max_order)?;
     let key = extract::idempotency_key(&req)?;
     let request = |refund_id| Command::Refund {

@@ -81,6 +81,9 @@ async fn the_openapi_document_lists_every_route() {
         ("/orders", "post"),
         ("/orders/{}", "get"),
         ("/orders/payment/kafka", "post"),
+        ("/payments/{}", "get"),
+        ("/buyers/{}/orders", "get"),
+        ("/buyers/{}/payments", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
     ];
@@ -94,6 +97,21 @@ async fn the_openapi_document_lists_every_route() {
             paths.keys()
         );
     }
+
+    // Tools link operations by operationId (schemathesis resolves the links it infers with it):
+    // two operations with one id make one of them unreachable, or linked to the other's data.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation.get("operationId")?.as_str())
+        .collect();
+    ids.sort_unstable();
+    let repeated: Vec<&str> = ids
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    assert!(repeated.is_empty(), "operationIds used twice: {repeated:?}");
 }
 
 #[actix_web::test]
@@ -246,6 +264,11 @@ async fn while_the_database_is_unreachable_requests_answer_503_database_unavaila
     app.get_order(1)
         .await
         .expect_problem(503, "database_unavailable");
+    for path in ["/payments/1", "/buyers/1/orders", "/buyers/1/payments"] {
+        app.get(path)
+            .await
+            .expect_problem(503, "database_unavailable");
+    }
 
     user.grant();
 

@@ -19,6 +19,7 @@ mod hostile_inputs;
 mod idempotency;
 mod layout;
 mod lifecycle;
+mod lists;
 mod metrics;
 mod model;
 mod observability;
