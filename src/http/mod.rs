@@ -69,75 +69,85 @@ pub fn configure(
         cfg.app_data(extract::json_config(max_body_bytes))
             .app_data(extract::query_config())
             .app_data(extract::path_config())
-            .app_data(web::PayloadConfig::new(max_body_bytes))
-            .service(
-                web::resource("/points/history/{buyer_id}")
-                    .route(web::get().to(points::history))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/points/{buyer_id}")
-                    .route(web::post().to(points::charge))
-                    .route(web::get().to(points::balance))
-                    .default_service(method_not_allowed("GET, POST")),
-            )
-            .service(
-                web::resource("/buyers/{buyer_id}/orders")
-                    .route(web::get().to(buyers::orders))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/buyers/{buyer_id}/payments")
-                    .route(web::get().to(buyers::payments))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/payments/{payment_id}")
-                    .route(web::get().to(payments::get))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/orders/payment/kafka")
-                    .route(web::post().to(orders::pay))
-                    .default_service(method_not_allowed("POST")),
-            )
-            .service(
-                web::resource("/orders")
-                    .route(web::post().to(orders::create))
-                    .default_service(method_not_allowed("POST")),
-            )
-            .service(
-                web::resource("/orders/{order_id}")
-                    .route(web::get().to(orders::get))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/orders/{order_id}/cancel")
-                    .route(web::post().to(orders::cancel))
-                    .default_service(method_not_allowed("POST")),
-            )
-            .service(
-                web::resource("/payments/{payment_id}/refunds")
-                    .route(web::post().to(refunds::refund))
-                    .default_service(method_not_allowed("POST")),
-            )
-            .service(
-                web::resource("/health/live")
-                    .route(web::get().to(health::live))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/health/ready")
-                    .route(web::get().to(health::ready))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(
-                web::resource("/metrics")
-                    .route(web::get().to(metrics::metrics))
-                    .default_service(method_not_allowed("GET")),
-            )
-            .service(openapi::swagger_ui(tokens_required));
+            .app_data(web::PayloadConfig::new(max_body_bytes));
+        money_routes(cfg);
+        read_routes(cfg);
+        cfg.service(openapi::swagger_ui(tokens_required));
     }
+}
+
+/// The routes that move money (each one a buyer's command).
+fn money_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/points/{buyer_id}")
+            .route(web::post().to(points::charge))
+            .route(web::get().to(points::balance))
+            .default_service(method_not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/orders/payment/kafka")
+            .route(web::post().to(orders::pay))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/orders")
+            .route(web::post().to(orders::create))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/orders/{order_id}/cancel")
+            .route(web::post().to(orders::cancel))
+            .default_service(method_not_allowed("POST")),
+    )
+    .service(
+        web::resource("/payments/{payment_id}/refunds")
+            .route(web::post().to(refunds::refund))
+            .default_service(method_not_allowed("POST")),
+    );
+}
+
+/// The routes that only read: the books, the probes, the metrics.
+fn read_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/points/history/{buyer_id}")
+            .route(web::get().to(points::history))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/buyers/{buyer_id}/orders")
+            .route(web::get().to(buyers::orders))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/buyers/{buyer_id}/payments")
+            .route(web::get().to(buyers::payments))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/payments/{payment_id}")
+            .route(web::get().to(payments::get))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/orders/{order_id}")
+            .route(web::get().to(orders::get))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/health/live")
+            .route(web::get().to(health::live))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/health/ready")
+            .route(web::get().to(health::ready))
+            .default_service(method_not_allowed("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::metrics))
+            .default_service(method_not_allowed("GET")),
+    );
 }
 
 /// The answer to a method a resource does not serve, naming those it does.
