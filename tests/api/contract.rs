@@ -4,6 +4,7 @@
 //! files the engine really uses (`asyncapi`); and every message a real broker carries after a
 //! mixed load validates against its committed schema, in per-buyer order (`broker`).
 
+mod asyncapi;
 mod schemas;
 
 use std::collections::BTreeMap;
