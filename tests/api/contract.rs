@@ -5,6 +5,7 @@
 //! mixed load validates against its committed schema, in per-buyer order (`broker`).
 
 mod asyncapi;
+mod broker;
 mod schemas;
 
 use std::collections::BTreeMap;
