@@ -217,6 +217,27 @@ ensure_haproxy() {
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 }
 
+# @asyncapi/parser, what scripts/asyncapi-validate (tests/api/contract/) runs with node: installed
+# once with npm into $TOOLS_DIR/asyncapi-parser-VERSION; exports ASYNCAPI_PARSER_DIR.
+ASYNCAPI_PARSER_VERSION=3.6.6
+ensure_asyncapi_parser() {
+  export ASYNCAPI_PARSER_DIR="$TOOLS_DIR/asyncapi-parser-$ASYNCAPI_PARSER_VERSION"
+  [ -f "$ASYNCAPI_PARSER_DIR/.installed" ] && return 0
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  log "installing @asyncapi/parser $ASYNCAPI_PARSER_VERSION into $ASYNCAPI_PARSER_DIR (npm)"
+  mkdir -p "$TOOLS_DIR"
+  local staging
+  staging=$(mktemp -d "$TOOLS_DIR/.asyncapi-parser.XXXXXX")
+  if ! npm install --prefix "$staging" --no-audit --no-fund --loglevel=error \
+    "@asyncapi/parser@$ASYNCAPI_PARSER_VERSION" >&2; then
+    rm -rf "$staging"
+    return 1
+  fi
+  touch "$staging/.installed"
+  # Another run may have installed it meanwhile: keep that one, it is the same version.
+  mv -T "$staging" "$ASYNCAPI_PARSER_DIR" 2>/dev/null || rm -rf "$staging"
+}
+
 # What tests/api/observability.rs runs: promtool and prometheus (Debian's package), check-jsonschema
 # and PyYAML (PyPI; the tests read compose.yaml and the Grafana provisioning through python3), k6.
 ensure_observability_tools() {

@@ -1,6 +1,7 @@
 //! The `payment-engine` command line: its commands, parsed with the [`Settings`], and what each
 //! one runs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,7 +39,7 @@ pub enum Command {
     Migrate,
     /// Load demo data: buyers 1..7 with a starting balance and orders 1..107 spread over them.
     Seed,
-    /// Events: tail the topics, list and re-drive dead events.
+    /// Events: tail the topics, list and re-drive dead events, write the event contract.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
@@ -74,6 +75,12 @@ pub enum EventsCommand {
         #[arg(long, conflicts_with = "event_ids")]
         all: bool,
         event_ids: Vec<String>,
+    },
+    /// Write the JSON Schema of every event type this binary publishes (TYPE.vN.schema.json).
+    Schema {
+        /// Directory to write into (created if missing); other versions' files stay.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -121,6 +128,12 @@ async fn events(settings: Settings, command: EventsCommand) -> anyhow::Result<()
                 anyhow::bail!("name event ids to re-drive, or pass --all");
             }
             blocking(move || admin::redrive(&url, (!all).then_some(event_ids))).await
+        }
+        EventsCommand::Schema { out } => {
+            for path in crate::events::schema::write_all(&out)? {
+                println!("{}", path.display());
+            }
+            Ok(())
         }
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod kafka;
+pub mod schema;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,72 +19,139 @@ pub const PAYMENT_COMPLETED: &str = "payment.completed";
 pub const PAYMENT_REFUNDED: &str = "payment.refunded";
 pub const ORDER_CANCELLED: &str = "order.cancelled";
 pub const POINTS_CHARGED: &str = "points.charged";
-/// Version of the payload schemas below; bumped on any incompatible change.
+/// Version of the event contract: the envelope and data types below, published as
+/// `contract/events/TYPE.vN.schema.json` (`payment-engine events schema`). Bumped on every change
+/// of their schemas, each version backward compatible for consumers (README, Events); the
+/// contract test fails on a changed schema whose version was not bumped.
 pub const SCHEMA_VERSION: i32 = 1;
 
-/// The JSON value of every Kafka message. `eventId` is stable across redeliveries: consumers
-/// dedupe on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The JSON value of every Kafka message: an envelope around the event's `data`. Consumers
+/// ignore fields they do not know: later schema versions may add some.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("additionalProperties" = true))]
 pub struct Envelope<T> {
+    /// The event's id (a UUID, version 7: time-ordered), the same on every redelivery of the
+    /// event: consumers dedupe on it. Also the `event-id` header.
     pub event_id: Uuid,
+    /// What happened; names the schema of `data`. Also the `event-type` header.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The version of this event type's schema the message follows. Also the `schema-version`
+    /// header.
     pub schema_version: i32,
+    /// When the movement committed (RFC 3339, UTC): the same instant as the data's own
+    /// timestamp (`paidAt`, `chargedAt`, ...).
     pub occurred_at: DateTime<Utc>,
+    /// The event's own fields, as `type` says.
     pub data: T,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An order was paid from the buyer's points: its total deducted, the payment recorded, the
+/// order marked PAID, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("additionalProperties" = true))]
 pub struct PaymentCompleted {
+    /// The payment's id.
+    #[schemars(range(min = 1))]
     pub payment_id: i64,
+    /// The order paid.
+    #[schemars(range(min = 1))]
     pub order_id: i64,
+    /// The buyer who paid; also the message key.
+    #[schemars(range(min = 1))]
     pub buyer_id: i64,
+    /// Points deducted: the order's total price.
+    #[schemars(range(min = 1))]
     pub amount: i64,
+    /// The buyer's balance after the payment.
+    #[schemars(range(min = 0))]
     pub balance_after: i64,
     /// The buyer's ledger version of this payment: one buyer's events, in any order and from
     /// any engine, sort by it (and repeat it when delivered again).
+    #[schemars(range(min = 1))]
     pub version: i64,
+    /// When the payment committed (RFC 3339, UTC).
     pub paid_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Points were charged to a buyer (published only when the engine runs with
+/// `EMIT_CHARGE_EVENTS=true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("additionalProperties" = true))]
 pub struct PointsCharged {
+    /// The buyer charged; also the message key.
+    #[schemars(range(min = 1))]
     pub buyer_id: i64,
+    /// Points added.
+    #[schemars(range(min = 1))]
     pub amount: i64,
+    /// The buyer's balance after the charge.
+    #[schemars(range(min = 0))]
     pub balance_after: i64,
+    /// The buyer's ledger version of this charge (as in `payment.completed`).
+    #[schemars(range(min = 1))]
     pub version: i64,
+    /// When the charge committed (RFC 3339, UTC).
     pub charged_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Points of a payment were given back to the buyer (all of them or a part; a payment may be
+/// refunded in several parts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("additionalProperties" = true))]
 pub struct PaymentRefunded {
+    /// The refund's id.
+    #[schemars(range(min = 1))]
     pub refund_id: i64,
+    /// The payment refunded.
+    #[schemars(range(min = 1))]
     pub payment_id: i64,
+    /// The payment's order.
+    #[schemars(range(min = 1))]
     pub order_id: i64,
+    /// The buyer refunded; also the message key.
+    #[schemars(range(min = 1))]
     pub buyer_id: i64,
     /// Points given back by this refund.
+    #[schemars(range(min = 1))]
     pub amount: i64,
     /// All refunds of the payment so far, this one included (at most the payment's amount).
+    #[schemars(range(min = 1))]
     pub refunded_total: i64,
     /// The payment's amount: `refunded_total == payment_amount` once fully refunded.
+    #[schemars(range(min = 1))]
     pub payment_amount: i64,
+    /// The buyer's balance after the refund.
+    #[schemars(range(min = 0))]
     pub balance_after: i64,
     /// The buyer's ledger version of this refund (as in `payment.completed`).
+    #[schemars(range(min = 1))]
     pub version: i64,
+    /// Why, as the caller said; null when no reason was given.
     pub reason: Option<String>,
+    /// When the refund committed (RFC 3339, UTC).
     pub refunded_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An order was cancelled before it was paid; no points moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("additionalProperties" = true))]
 pub struct OrderCancelled {
+    /// The order cancelled.
+    #[schemars(range(min = 1))]
     pub order_id: i64,
+    /// The order's buyer; also the message key.
+    #[schemars(range(min = 1))]
     pub buyer_id: i64,
+    /// The order's total price.
+    #[schemars(range(min = 1))]
     pub total_price: i64,
+    /// When the cancellation committed (RFC 3339, UTC).
     pub cancelled_at: DateTime<Utc>,
 }
 

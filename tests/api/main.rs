@@ -7,6 +7,7 @@ mod kafka;
 mod auth;
 mod cluster;
 mod concurrency;
+mod contract;
 mod db_errors;
 mod drills;
 mod durability;
