@@ -10,6 +10,15 @@ use super::labels::{HttpLabels, HttpRouteLabels, ReasonLabels};
 use super::{HistogramFamily, child, request_seconds};
 use crate::domain::RejectionReason;
 
+/// The successful answers of the routes that move money (route template, status), created at
+/// start-up: the dashboard's payments/refunds/cancels panel charts them, and shows 0 rather
+/// than "no data" before the first one.
+const MONEY_ROUTES: [(&str, u16); 3] = [
+    ("/orders/payment/kafka", 200),
+    ("/payments/{payment_id}/refunds", 201),
+    ("/orders/{order_id}/cancel", 200),
+];
+
 /// Requests by route template, method and status, and their durations.
 pub(super) struct HttpMetrics {
     requests: Family<HttpLabels, Counter>,
@@ -33,6 +42,14 @@ impl HttpMetrics {
             Unit::Seconds,
             metrics.duration.clone(),
         );
+        for (route, status) in MONEY_ROUTES {
+            let labels = HttpLabels {
+                route: route.to_owned(),
+                method: "POST",
+                status,
+            };
+            child(&metrics.requests, &labels);
+        }
         metrics
     }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use diesel::RunQueryDsl;
 use futures::future::join_all;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use serde_json::json;
+
+use crate::helpers::{TestApp, int, spawn_app, spawn_app_with};
 use crate::kafka::{EVENT_DEADLINE, shared_brokers, use_kafka, wait_until_all_published};
 
 /// The scraped exposition.
@@ -225,6 +227,32 @@ async fn labels_are_route_templates_never_ids_or_raw_paths() {
         "payment_engine_http_request_duration_seconds_count{route=\"/points/{buyer_id}\",method=\"POST\"}",
     );
     assert_eq!(count, 2.0);
+}
+
+#[tokio::test]
+async fn payments_refunds_and_cancels_count_under_their_templates_from_zero() {
+    let app = spawn_app().await;
+    let series = [
+        "payment_engine_http_requests_total{route=\"/orders/payment/kafka\",method=\"POST\",status=\"200\"}",
+        "payment_engine_http_requests_total{route=\"/payments/{payment_id}/refunds\",method=\"POST\",status=\"201\"}",
+        "payment_engine_http_requests_total{route=\"/orders/{order_id}/cancel\",method=\"POST\",status=\"200\"}",
+    ];
+    let before = Scrape::of(&app).await;
+    for s in series {
+        assert_eq!(before.get(s), 0.0, "{s} before any request");
+    }
+    app.charge_ok(71, 10_000).await;
+    let paid = app.new_order(71, 1_000).await;
+    let payment = int(&app.pay(71, paid).await.ok(), "paymentId");
+    app.refund(payment, json!({"buyerId": 71, "amount": 100}), None)
+        .await
+        .expect(201);
+    let pending = app.new_order(71, 500).await;
+    app.cancel(71, pending).await.ok();
+    let after = Scrape::of(&app).await;
+    for s in series {
+        assert_eq!(after.get(s), 1.0, "{s} after one request");
+    }
 }
 
 #[tokio::test]

@@ -11,8 +11,9 @@ use super::dashboards::{self, Dashboard, datasource_refs};
 use super::tools::{PROMTOOL, TempDir, output_text, read_yaml, repo_path, run};
 use super::{TOOL_TIMEOUT, command_flag, compose, host_path, service};
 
-const ENGINE_PANELS: [&str; 21] = [
+const ENGINE_PANELS: [&str; 22] = [
     "Throughput by route",
+    "Payments, refunds and cancels per second",
     "Latency p50 / p95 / p99",
     "Errors by status (4xx / 5xx)",
     "Mailbox depth by actor kind",
