@@ -74,7 +74,7 @@ diesel::table! {
         id -> Bigint,
         buyer_id -> Bigint,
         total_price -> Bigint,
-        #[max_length = 16]
+        #[max_length = 32]
         status -> Varchar,
         created_at -> Datetime,
         paid_at -> Nullable<Datetime>,
