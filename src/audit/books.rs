@@ -32,7 +32,17 @@ struct LedgerSql {
     first_version: i64,
     #[diesel(sql_type = BigInt)]
     last_version: i64,
+    /// Entries that break a rule (`entry_flags!`).
+    #[diesel(sql_type = BigInt)]
+    bad_entries: i64,
+    #[diesel(sql_type = BigInt)]
+    payment_entries: i64,
+    #[diesel(sql_type = BigInt)]
+    refund_entries: i64,
 }
+
+/// Per buyer, how many PAYMENT and REFUND entries the ledger holds.
+pub(super) type EntryKinds = BTreeMap<i64, [i64; 2]>;
 
 /// A ledger entry that does not follow from the previous one, or is not shaped as its kind.
 #[derive(QueryableByName)]
@@ -57,13 +67,14 @@ struct EntrySql {
     malformed: bool,
 }
 
-/// Checks the chunk's balance rows and ledgers; returns how many of each it read.
+/// Checks the chunk's balance rows and ledgers; returns how many of each it read, and each
+/// buyer's PAYMENT and REFUND entries.
 pub(super) fn check(
     conn: &mut MysqlConnection,
     chunk: Chunk,
     max_balance: i64,
     findings: &mut Findings,
-) -> QueryResult<Checked> {
+) -> QueryResult<(Checked, EntryKinds)> {
     let balances: Vec<BalanceSql> = diesel::sql_query(
         "SELECT buyer_id, balance, version FROM balances WHERE buyer_id BETWEEN ? AND ? \
          ORDER BY buyer_id",
@@ -71,25 +82,30 @@ pub(super) fn check(
     .bind::<BigInt, _>(chunk.first)
     .bind::<BigInt, _>(chunk.last)
     .load(conn)?;
-    let ledgers: BTreeMap<i64, LedgerSql> = diesel::sql_query(
-        "SELECT buyer_id, COUNT(*) AS entries, CAST(SUM(amount) AS SIGNED) AS total, \
-         MIN(version) AS first_version, MAX(version) AS last_version \
-         FROM ledger_entries WHERE buyer_id BETWEEN ? AND ? GROUP BY buyer_id",
-    )
-    .bind::<BigInt, _>(chunk.first)
-    .bind::<BigInt, _>(chunk.last)
-    .load::<LedgerSql>(conn)?
-    .into_iter()
-    .map(|ledger| (ledger.buyer_id, ledger))
-    .collect();
+    // One pass over the chunk's ledger: per-buyer aggregates, and how many entries break a
+    // rule (read in detail only for the chunks that have any).
+    let ledgers: BTreeMap<i64, LedgerSql> = diesel::sql_query(LEDGERS)
+        .bind::<BigInt, _>(max_balance)
+        .bind::<BigInt, _>(chunk.first)
+        .bind::<BigInt, _>(chunk.last)
+        .load::<LedgerSql>(conn)?
+        .into_iter()
+        .map(|ledger| (ledger.buyer_id, ledger))
+        .collect();
     let checked = Checked {
         balances: balances.len() as u64,
         ledger_entries: ledgers.values().map(|l| l.entries as u64).sum(),
         ..Checked::default()
     };
     compare(&balances, &ledgers, max_balance, findings);
-    check_entries(conn, chunk, max_balance, findings)?;
-    Ok(checked)
+    if ledgers.values().any(|ledger| ledger.bad_entries > 0) {
+        check_entries(conn, chunk, max_balance, findings)?;
+    }
+    let kinds = ledgers
+        .values()
+        .map(|l| (l.buyer_id, [l.payment_entries, l.refund_entries]))
+        .collect();
+    Ok((checked, kinds))
 }
 
 /// Each balance row against its buyer's ledger, and each ledger against its balance row.
@@ -164,22 +180,44 @@ fn compare_one(row: &BalanceSql, ledger: &LedgerSql, findings: &mut Findings) {
     }
 }
 
-/// Entries whose balance_after is not the previous entry's plus their amount, out of bounds, or
-/// not shaped as their kind: a CHARGE adds and names nothing; a PAYMENT takes and names its order
-/// and payment; a REFUND gives back and names its refund.
-const ENTRIES: &str = "\
-    SELECT buyer_id, version, kind, amount, balance_after, previous, \
-      COALESCE(balance_after <> COALESCE(previous, 0) + amount, 1) AS chain_broken, \
-      (balance_after < 0 OR balance_after > ?) AS out_of_bounds, \
-      NOT ((kind = 'CHARGE' AND amount > 0 AND order_id IS NULL AND payment_id IS NULL \
-            AND refund_id IS NULL) \
-        OR (kind = 'PAYMENT' AND amount < 0 AND order_id IS NOT NULL \
-            AND payment_id IS NOT NULL AND refund_id IS NULL) \
-        OR (kind = 'REFUND' AND amount > 0 AND refund_id IS NOT NULL)) AS malformed \
-    FROM (SELECT l.*, LAG(balance_after) OVER (PARTITION BY buyer_id ORDER BY version) \
-            AS previous \
-          FROM ledger_entries l WHERE buyer_id BETWEEN ? AND ?) entries \
-    HAVING chain_broken OR out_of_bounds OR malformed";
+/// Every entry of a chunk with what it breaks: a balance_after that is not the previous entry's
+/// plus its amount, out of bounds, or not shaped as its kind (a CHARGE adds and names nothing; a
+/// PAYMENT takes and names its order and payment; a REFUND gives back and names its refund).
+/// Binds the bound, then the chunk.
+macro_rules! entry_flags {
+    () => {
+        "SELECT buyer_id, version, kind, amount, balance_after, previous, \
+           COALESCE(balance_after <> COALESCE(previous, 0) + amount, 1) AS chain_broken, \
+           (balance_after < 0 OR balance_after > ?) AS out_of_bounds, \
+           NOT ((kind = 'CHARGE' AND amount > 0 AND order_id IS NULL AND payment_id IS NULL \
+                 AND refund_id IS NULL) \
+             OR (kind = 'PAYMENT' AND amount < 0 AND order_id IS NOT NULL \
+                 AND payment_id IS NOT NULL AND refund_id IS NULL) \
+             OR (kind = 'REFUND' AND amount > 0 AND refund_id IS NOT NULL)) AS malformed \
+         FROM (SELECT buyer_id, version, kind, amount, balance_after, order_id, payment_id, \
+                 refund_id, \
+                 LAG(balance_after) OVER (PARTITION BY buyer_id ORDER BY version) AS previous \
+               FROM ledger_entries WHERE buyer_id BETWEEN ? AND ?) entries"
+    };
+}
+
+/// Each buyer's ledger in aggregate, with how many of its entries break a rule.
+const LEDGERS: &str = concat!(
+    "SELECT buyer_id, COUNT(*) AS entries, CAST(SUM(amount) AS SIGNED) AS total, \
+     MIN(version) AS first_version, MAX(version) AS last_version, \
+     CAST(SUM(chain_broken OR out_of_bounds OR malformed) AS SIGNED) AS bad_entries, \
+     CAST(SUM(kind = 'PAYMENT') AS SIGNED) AS payment_entries, \
+     CAST(SUM(kind = 'REFUND') AS SIGNED) AS refund_entries FROM (",
+    entry_flags!(),
+    ") flagged GROUP BY buyer_id"
+);
+
+/// The entries that break a rule.
+const ENTRIES: &str = concat!(
+    "SELECT * FROM (",
+    entry_flags!(),
+    ") flagged WHERE chain_broken OR out_of_bounds OR malformed"
+);
 
 fn check_entries(
     conn: &mut MysqlConnection,

@@ -187,8 +187,8 @@ fn check_chunk(
     report: &mut Report,
 ) -> QueryResult<Checked> {
     let findings = &mut report.findings;
-    let mut checked = books::check(conn, chunk, options.max_balance, findings)?;
-    checked.add(money::check(conn, chunk, findings)?);
+    let (mut checked, entry_kinds) = books::check(conn, chunk, options.max_balance, findings)?;
+    checked.add(money::check(conn, chunk, &entry_kinds, findings)?);
     let watermarks = report.watermarks.clone();
     let charges = report.charge_events_checked;
     checked.add(events::check(conn, chunk, &watermarks, charges, findings)?);

@@ -4,44 +4,69 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 
+use super::books::EntryKinds;
 use super::{Checked, Chunk, Finding, FindingKind, Findings};
 
 #[derive(QueryableByName)]
-struct CountsSql {
+struct CountSql {
     #[diesel(sql_type = BigInt)]
-    orders: i64,
+    buyer_id: i64,
+    /// 0: payments, 1: refunds, 2: orders.
     #[diesel(sql_type = BigInt)]
-    payments: i64,
+    table_index: i64,
     #[diesel(sql_type = BigInt)]
-    refunds: i64,
+    n: i64,
 }
 
-/// Checks the chunk's payments, orders, refunds and the ledger entries that name them.
+/// Per buyer, rows of payments, refunds and orders (index-only counts).
+const COUNTS: &str = "\
+    SELECT buyer_id, 0 AS table_index, COUNT(*) AS n FROM payments \
+      WHERE buyer_id BETWEEN ? AND ? GROUP BY buyer_id \
+    UNION ALL SELECT buyer_id, 1, COUNT(*) FROM refunds \
+      WHERE buyer_id BETWEEN ? AND ? GROUP BY buyer_id \
+    UNION ALL SELECT 0, 2, COUNT(*) FROM orders WHERE buyer_id BETWEEN ? AND ?";
+
+/// Checks the chunk's payments, orders, refunds and the ledger entries that name them
+/// (`entry_kinds`: each buyer's PAYMENT and REFUND entries, from the ledger pass).
 pub(super) fn check(
     conn: &mut MysqlConnection,
     chunk: Chunk,
+    entry_kinds: &EntryKinds,
     findings: &mut Findings,
 ) -> QueryResult<Checked> {
-    let counts: CountsSql = bind_chunk!(
-        diesel::sql_query(
-            "SELECT (SELECT COUNT(*) FROM orders WHERE buyer_id BETWEEN ? AND ?) AS orders, \
-             (SELECT COUNT(*) FROM payments WHERE buyer_id BETWEEN ? AND ?) AS payments, \
-             (SELECT COUNT(*) FROM refunds WHERE buyer_id BETWEEN ? AND ?) AS refunds"
-        ),
-        chunk,
-        3
-    )
-    .get_result(conn)?;
+    let counts: Vec<CountSql> = bind_chunk!(diesel::sql_query(COUNTS), chunk, 3).load(conn)?;
+    let mut rows = EntryKinds::new();
+    let mut checked = Checked::default();
+    for count in &counts {
+        match count.table_index {
+            0 | 1 => rows.entry(count.buyer_id).or_default()[count.table_index as usize] = count.n,
+            _ => checked.orders = count.n as u64,
+        }
+    }
+    checked.payments = rows.values().map(|[p, _]| *p as u64).sum();
+    checked.refunds = rows.values().map(|[_, r]| *r as u64).sum();
+    let unmatched_before = unmatched(findings);
     check_payments(conn, chunk, findings)?;
     check_orders(conn, chunk, findings)?;
     check_refunds(conn, chunk, findings)?;
-    check_ledger_references(conn, chunk, findings)?;
-    Ok(Checked {
-        orders: counts.orders as u64,
-        payments: counts.payments as u64,
-        refunds: counts.refunds as u64,
-        ..Checked::default()
-    })
+    // Every payment (refund) matched its own entry, so if a buyer has as many PAYMENT (REFUND)
+    // entries as payments (refunds), every entry has its row: look entry by entry only if not.
+    let same_counts = |kinds: &EntryKinds, other: &EntryKinds| {
+        kinds
+            .iter()
+            .filter(|(_, k)| **k != [0, 0])
+            .eq(other.iter().filter(|(_, k)| **k != [0, 0]))
+    };
+    if unmatched(findings) > unmatched_before || !same_counts(entry_kinds, &rows) {
+        check_ledger_references(conn, chunk, findings)?;
+    }
+    Ok(checked)
+}
+
+/// Payments and refunds found without their own ledger entry so far.
+fn unmatched(findings: &Findings) -> u64 {
+    findings.counts[&FindingKind::PaymentLedgerMismatch]
+        + findings.counts[&FindingKind::RefundLedgerMismatch]
 }
 
 /// A payment that breaks one of the rules, with which ones it breaks.
