@@ -101,14 +101,23 @@ sql() {
   MYSQL_PWD="$pass" mariadb --protocol=tcp -h"$host" -P"$port" -u"$user" -N -B "$1" -e "$2"
 }
 
-# The books of database $1: how many balances do not equal the sum of their ledger, or whose
-# ledger versions do not run 1..n without gap (0 when they are right).
-unbalanced_buyers() {
-  sql "$1" "
-    SELECT COUNT(*) FROM balances b LEFT JOIN (
-      SELECT buyer_id, SUM(amount) s, COUNT(*) n, MIN(version) lo, MAX(version) hi
-      FROM ledger_entries GROUP BY buyer_id) l ON l.buyer_id = b.buyer_id
-    WHERE l.buyer_id IS NULL OR b.balance <> l.s OR b.version <> l.hi OR l.n <> l.hi OR l.lo <> 1"
+# audit_findings ENGINE DB: how many findings `ENGINE audit` makes on database DB of the server
+# DATABASE_SERVER_URL names (0 when the books are right: the audit is the one definition of
+# that, see README, audit). The first findings go to stderr. When the audit could not run (exit
+# 2) it prints "error" and its reason on stderr, and returns 1.
+audit_findings() {
+  local engine=$1 db=$2 out err code=0
+  err=$(mktemp)
+  out=$(DATABASE_URL="$DATABASE_SERVER_URL/$db" RUST_LOG=warn "$engine" audit --json --max-findings 20 2>"$err") || code=$?
+  if [ "$code" -gt 1 ] || ! jq -e . >/dev/null 2>&1 <<<"$out"; then
+    echo "  payment-engine audit of $db could not run (exit $code): $(tail -3 "$err")" >&2
+    rm -f "$err"
+    echo error
+    return 1
+  fi
+  rm -f "$err"
+  jq -r '.findings[] | "  audit: \(.kind) buyer \(.buyerId): \(.detail)"' <<<"$out" >&2
+  jq -r .findingsTotal <<<"$out"
 }
 
 # No socket (listening or connected) uses local port $1 (ss; without it: nothing listens on it).

@@ -2,12 +2,14 @@
 //! one runs.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use diesel::{Connection, MysqlConnection};
 
+use crate::audit::{self, AuditArgs};
 use crate::config::{self, Settings};
 use crate::db::{DatabaseUrl, ensure_database, run_migrations};
 use crate::events::admin;
@@ -44,6 +46,10 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Check the books of a live database, read only: balances against ledgers, payments,
+    /// orders and refunds against each other, every committed movement against its event.
+    /// Exits 0 when clean, 1 with findings, 2 when it could not run.
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -84,20 +90,31 @@ pub enum EventsCommand {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; its exit code is the audit's (0, 1, 2), or 0 for the others, which
+/// return their failure as an error instead.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     match cli.command.unwrap_or(Command::Serve { seed: false }) {
-        Command::Migrate => blocking(move || migrate(&settings.database.url)).await,
-        Command::Seed => blocking(move || migrate_and_seed(&settings.database.url)).await,
-        Command::Events { command } => events(settings, command).await,
+        Command::Migrate => blocking(move || migrate(&settings.database.url)).await?,
+        Command::Seed => blocking(move || migrate_and_seed(&settings.database.url)).await?,
+        Command::Events { command } => events(settings, command).await?,
+        Command::Audit(args) => {
+            let (url, max_balance) = (settings.database.url, settings.buyers.max_balance.get());
+            return tokio::task::spawn_blocking(move || {
+                audit::run_command(&url, max_balance, &args)
+            })
+            .await
+            .context("the audit task failed");
+        }
         Command::Serve { seed: with_seed } => {
             if with_seed {
                 let url = settings.database.url.clone();
                 blocking(move || migrate_and_seed(&url)).await?;
             }
-            serve(settings).await
+            serve(settings).await?
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

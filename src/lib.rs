@@ -3,6 +3,7 @@
 //! by the PaymentCoordinator. See ARCHITECTURE.md.
 
 pub mod actors;
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -8,7 +8,7 @@ use payment_engine::cli::Cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     payment_engine::telemetry::init(cli.settings.log_format);
     payment_engine::cli::run(cli).await

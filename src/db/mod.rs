@@ -16,4 +16,6 @@ pub mod writer;
 
 pub use database_url::DatabaseUrl;
 pub use error::{DbError, ErrorClass};
-pub use pool::{Db, DbPool, PoolSettings, build_pool, ensure_database, run_migrations};
+pub use pool::{
+    Db, DbPool, PoolSettings, build_pool, ensure_database, missing_migrations, run_migrations,
+};

@@ -94,17 +94,102 @@ pub fn record_failure(
     Ok(status == Some(OutboxStatus::Dead))
 }
 
-/// Deletes up to `limit` events published before `cutoff`.
+/// Deletes up to `limit` events published before `cutoff` (oldest published first) and, in the
+/// same transaction, raises each deleted type's watermark in `outbox_pruned` to the latest
+/// `occurred_at` (and highest `seq`) deleted. So in any snapshot an event can be missing from the
+/// outbox only if it occurred at or before its type's watermark: `payment-engine audit` tells a
+/// pruned event from a lost one by it.
 pub fn prune_published(
     conn: &mut MysqlConnection,
     cutoff: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<usize> {
-    diesel::sql_query("DELETE FROM outbox_events WHERE status = ? AND published_at < ? LIMIT ?")
-        .bind::<Text, _>(OutboxStatus::Published)
-        .bind::<Datetime, _>(cutoff)
-        .bind::<BigInt, _>(limit)
-        .execute(conn)
+    conn.transaction(|conn| {
+        let rows: Vec<(i64, String, NaiveDateTime)> = outbox_events::table
+            .filter(outbox_events::status.eq(OutboxStatus::Published))
+            .filter(outbox_events::published_at.lt(cutoff))
+            .order((outbox_events::published_at.asc(), outbox_events::seq.asc()))
+            .limit(limit)
+            .select((
+                outbox_events::seq,
+                outbox_events::event_type,
+                outbox_events::occurred_at,
+            ))
+            .for_update()
+            .load(conn)?;
+        let seqs: Vec<i64> = rows.iter().map(|(seq, _, _)| *seq).collect();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let deleted = diesel::delete(outbox_events::table.filter(outbox_events::seq.eq_any(&seqs)))
+            .execute(conn)?;
+        for mark in watermarks(&rows) {
+            raise_watermark(conn, &mark)?;
+        }
+        Ok(deleted)
+    })
+}
+
+/// How far pruning has gone for one event type (a row of `outbox_pruned`).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct PruneWatermark {
+    #[diesel(sql_type = Text)]
+    pub event_type: String,
+    /// Every pruned event of this type occurred at or before this.
+    #[diesel(sql_type = Datetime)]
+    pub occurred_through: NaiveDateTime,
+    /// The highest `seq` pruned.
+    #[diesel(sql_type = BigInt)]
+    pub seq_through: i64,
+    /// Events of this type pruned so far.
+    #[diesel(sql_type = BigInt)]
+    pub events: i64,
+}
+
+/// The watermark each type's deleted rows (seq, type, occurred_at) call for.
+fn watermarks(rows: &[(i64, String, NaiveDateTime)]) -> Vec<PruneWatermark> {
+    let mut marks: Vec<PruneWatermark> = Vec::new();
+    for (seq, event_type, occurred_at) in rows {
+        match marks.iter_mut().find(|m| &m.event_type == event_type) {
+            Some(mark) => {
+                mark.occurred_through = mark.occurred_through.max(*occurred_at);
+                mark.seq_through = mark.seq_through.max(*seq);
+                mark.events += 1;
+            }
+            None => marks.push(PruneWatermark {
+                event_type: event_type.clone(),
+                occurred_through: *occurred_at,
+                seq_through: *seq,
+                events: 1,
+            }),
+        }
+    }
+    marks
+}
+
+/// Raises (never lowers) a type's watermark and adds to its count.
+fn raise_watermark(conn: &mut MysqlConnection, mark: &PruneWatermark) -> QueryResult<usize> {
+    diesel::sql_query(
+        "INSERT INTO outbox_pruned (event_type, occurred_through, seq_through, events, \
+         updated_at) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE \
+         occurred_through = GREATEST(occurred_through, VALUES(occurred_through)), \
+         seq_through = GREATEST(seq_through, VALUES(seq_through)), \
+         events = events + VALUES(events), updated_at = VALUES(updated_at)",
+    )
+    .bind::<Text, _>(&mark.event_type)
+    .bind::<Datetime, _>(mark.occurred_through)
+    .bind::<BigInt, _>(mark.seq_through)
+    .bind::<BigInt, _>(mark.events)
+    .execute(conn)
+}
+
+/// Every type's pruning watermark.
+pub fn prune_watermarks(conn: &mut MysqlConnection) -> QueryResult<Vec<PruneWatermark>> {
+    diesel::sql_query(
+        "SELECT event_type, occurred_through, seq_through, events FROM outbox_pruned \
+         ORDER BY event_type",
+    )
+    .load(conn)
 }
 
 pub fn dead(conn: &mut MysqlConnection, limit: i64) -> QueryResult<Vec<OutboxEventRow>> {

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
 use diesel::mysql::MysqlConnection;
 use diesel::r2d2::{self, ConnectionManager, CustomizeConnection, ManageConnection};
 use diesel::{Connection, RunQueryDsl};
@@ -111,6 +112,34 @@ pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))
         .context("running migrations")?;
     Ok(())
+}
+
+/// The embedded migrations the database has not applied (read only: unlike Diesel's harness,
+/// this never creates the migrations table). A database without that table has applied none.
+pub fn missing_migrations(conn: &mut MysqlConnection) -> anyhow::Result<Vec<String>> {
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let applied: Vec<String> =
+        match diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(conn) {
+            Ok(rows) => rows.into_iter().map(|row: Applied| row.version).collect(),
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("doesn't exist") =>
+            {
+                Vec::new()
+            }
+            Err(error) => return Err(error).context("reading the applied migrations"),
+        };
+    let embedded = MigrationSource::<diesel::mysql::Mysql>::migrations(&MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("listing the embedded migrations")?;
+    Ok(embedded
+        .iter()
+        .filter(|migration| !applied.contains(&migration.name().version().to_string()))
+        .map(|migration| migration.name().to_string())
+        .collect())
 }
 
 /// Builds the connection pool. Does not fail when the database is down: requests then answer 503

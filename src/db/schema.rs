@@ -99,6 +99,18 @@ diesel::table! {
         #[max_length = 1024]
         last_error -> Nullable<Varchar>,
         published_at -> Nullable<Datetime>,
+        entity_id -> Nullable<Bigint>,
+    }
+}
+
+diesel::table! {
+    outbox_pruned (event_type) {
+        #[max_length = 64]
+        event_type -> Varchar,
+        occurred_through -> Datetime,
+        seq_through -> Bigint,
+        events -> Bigint,
+        updated_at -> Datetime,
     }
 }
 
@@ -155,6 +167,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     ledger_entries,
     orders,
     outbox_events,
+    outbox_pruned,
     payments,
     refunds,
     shard_leases,

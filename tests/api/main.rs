@@ -4,6 +4,7 @@
 mod helpers;
 mod kafka;
 
+mod audit;
 mod auth;
 mod cluster;
 mod concurrency;

@@ -15,9 +15,11 @@ pub use app::{
     spawn_app_on_with, spawn_app_with, test_settings,
 };
 pub use client::new_key;
-pub use invariants::{assert_all_invariants, assert_buyer_invariants, assert_entry_matches_ledger};
+pub use invariants::{
+    assert_all_invariants, assert_buyer_invariants, assert_entry_matches_ledger, audit_books,
+};
 pub use response::{ApiResponse, int, rfc3339};
 pub use sql::{
-    BalanceLock, LedgerEntry, PaymentSql, all_buyers, balance_row, ledger, ledger_count,
-    ledger_summary, order_row, orders_of, payments_for_order, payments_of, scalar,
+    BalanceLock, LedgerEntry, PaymentSql, balance_row, ledger, ledger_count, ledger_summary,
+    order_row, orders_of, payments_for_order, payments_of, scalar,
 };

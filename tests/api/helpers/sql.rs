@@ -164,24 +164,6 @@ pub fn payments_for_order(conn: &mut MysqlConnection, order: i64) -> Vec<Payment
     .expect("reading payments")
 }
 
-/// Every buyer the database knows of (balances, ledger, orders or payments).
-pub fn all_buyers(conn: &mut MysqlConnection) -> Vec<i64> {
-    #[derive(QueryableByName)]
-    struct Buyer {
-        #[diesel(sql_type = BigInt)]
-        buyer_id: i64,
-    }
-    diesel::sql_query(
-        "SELECT buyer_id FROM balances UNION SELECT buyer_id FROM ledger_entries \
-         UNION SELECT buyer_id FROM orders UNION SELECT buyer_id FROM payments ORDER BY buyer_id",
-    )
-    .load::<Buyer>(conn)
-    .expect("listing buyers")
-    .into_iter()
-    .map(|b| b.buyer_id)
-    .collect()
-}
-
 /// Holds an exclusive lock on a buyer's `balances` row, in an open transaction, until released
 /// or dropped: every engine write touching that buyer waits, so the test can observe a request
 /// while it is in flight.
