@@ -11,6 +11,9 @@
 --                 same wrk thread, POST /orders/payment/kafka of that order answered 200 with
 --                 its receipt. Each payment is two requests; the demo buyers' 1,000,000 points
 --                 each fund the run.
+--   MODE=pay-refund  MODE=pay with refunds in the mix: after REFUND_PERCENT (50) % of the
+--                 payments, the next request of the thread refunds a random part of it
+--                 (POST /payments/{id}/refunds), answered 201 with that amount
 --   MODE=health   GET /health/live; each answer must be 200
 --   SUMMARY_FILE  where done() writes the JSON summary loadtests/run checks against the database
 --   SUMMARY_NAME  the scenario's name in it
@@ -20,6 +23,8 @@ local MODE = os.getenv("MODE") or "charge"
 local BUYERS = tonumber(os.getenv("BUYERS") or "7")
 local FIRST_BUYER = tonumber(os.getenv("FIRST_BUYER") or "1")
 local PRICE_MAX = tonumber(os.getenv("PRICE_MAX") or "10")
+local REFUND_PERCENT = tonumber(os.getenv("REFUND_PERCENT") or "50")
+local PAYING = MODE == "pay" or MODE == "pay-refund"
 
 local threads = {}
 local id = 0
@@ -36,6 +41,9 @@ end
 ok, bad, points = 0, 0, 0
 -- MODE=pay: orders created (201) and not yet paid, a FIFO of {buyer, order}; payments (200).
 created, payments, queue, head, tail = 0, 0, {}, 1, 0
+-- MODE=pay-refund: payments to refund, a FIFO of {buyer, payment, amount}; refunds (201) and
+-- the points they gave back.
+refunds, refunded, to_refund, rhead, rtail = 0, 0, {}, 1, 0
 
 function init(args)
   math.randomseed(os.time() * 1000 + id)
@@ -45,7 +53,7 @@ function init(args)
   else
     wrk.method = "POST"
   end
-  wrk.headers["Content-Type"] = MODE == "pay" and "application/json" or nil
+  wrk.headers["Content-Type"] = PAYING and "application/json" or nil
 end
 
 local function random_buyer()
@@ -56,7 +64,14 @@ function request()
   if MODE == "health" then
     return wrk.format()
   end
-  if MODE == "pay" then
+  if PAYING then
+    if rhead <= rtail then
+      local p = to_refund[rhead]
+      to_refund[rhead] = nil
+      rhead = rhead + 1
+      return wrk.format(nil, "/payments/" .. p[2] .. "/refunds", nil,
+        string.format('{"buyerId":%d,"amount":%d}', p[1], math.random(1, p[3])))
+    end
     if head <= tail then
       local order = queue[head]
       queue[head] = nil
@@ -70,8 +85,18 @@ function request()
   return wrk.format(nil, "/points/" .. random_buyer() .. "?point=" .. math.random(1, 1000))
 end
 
--- MODE=pay: a 201 queues its order for payment; a 200 must be a receipt.
+-- MODE=pay: a 201 queues its order for payment; a 200 must be a receipt. MODE=pay-refund: some
+-- receipts queue a refund, whose 201 carries a refundId.
 local function paid_or_created(status, body)
+  if status == 201 and string.find(body, '"refundId"', 1, true) then
+    local amount = tonumber(string.match(body, '"amount"%s*:%s*(%d+)'))
+    if not amount or amount < 1 or amount > PRICE_MAX then
+      return false
+    end
+    refunds = refunds + 1
+    refunded = refunded + amount
+    return true
+  end
   if status == 201 then
     local order = tonumber(string.match(body, '"orderId"%s*:%s*(%d+)'))
     local buyer = tonumber(string.match(body, '"buyerId"%s*:%s*(%d+)'))
@@ -90,11 +115,17 @@ local function paid_or_created(status, body)
   end
   payments = payments + 1
   points = points + amount
+  if MODE == "pay-refund" and math.random(1, 100) <= REFUND_PERCENT then
+    local payment = tonumber(string.match(body, '"paymentId"%s*:%s*(%d+)'))
+    local buyer = tonumber(string.match(body, '"buyerId"%s*:%s*(%d+)'))
+    rtail = rtail + 1
+    to_refund[rtail] = { buyer, payment, amount }
+  end
   return true
 end
 
 function response(status, headers, body)
-  if MODE == "pay" then
+  if PAYING then
     if body and paid_or_created(status, body) then
       ok = ok + 1
     else
@@ -120,13 +151,15 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local good, wrong, moved, orders, paid = 0, 0, 0, 0, 0
+  local good, wrong, moved, orders, paid, back, back_points = 0, 0, 0, 0, 0, 0, 0
   for _, thread in ipairs(threads) do
     good = good + thread:get("ok")
     wrong = wrong + thread:get("bad")
     moved = moved + thread:get("points")
     orders = orders + thread:get("created")
     paid = paid + thread:get("payments")
+    back = back + thread:get("refunds")
+    back_points = back_points + thread:get("refunded")
   end
   local e = summary.errors
   local socket_errors = e.connect + e.read + e.write + e.timeout
@@ -139,7 +172,8 @@ function done(summary, latency, requests)
   "latencyMs":{"avg":%.3f,"med":%.3f,"p95":%.3f,"p99":%.3f,"max":%.3f},
   "errors":%d,"checks":{"passed":%d,"failed":%d},"droppedIterations":0,
   "socketErrors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},
-  "accepted":{"charges":%d,"chargePoints":%d,"payments":%d,"paymentPoints":%d,"ordersCreated":%d},
+  "accepted":{"charges":%d,"chargePoints":%d,"payments":%d,"paymentPoints":%d,"ordersCreated":%d,
+    "refunds":%d,"refundPoints":%d},
   "acceptedPerSec":{"charges":%.3f,"payments":%.3f},
   "maxAmount":%d,
   "buyers":{},"balancesMatchAccepted":true,"consistencyErrors":0,"thresholdsFailed":[%s],"ok":%s}}
@@ -148,8 +182,8 @@ function done(summary, latency, requests)
     ms(latency.mean), ms(latency:percentile(50)), ms(latency:percentile(95)),
     ms(latency:percentile(99)), ms(latency.max),
     errors, good, wrong, e.connect, e.read, e.write, e.timeout,
-    charges, MODE == "charge" and moved or 0, paid, MODE == "pay" and moved or 0, orders,
-    charges / seconds, paid / seconds, MODE == "pay" and PRICE_MAX or 1000,
+    charges, MODE == "charge" and moved or 0, paid, PAYING and moved or 0, orders, back, back_points,
+    charges / seconds, paid / seconds, PAYING and PRICE_MAX or 1000,
     errors > 0 and '"every answer 200 (and the amount asked, for charges)"' or "",
     errors > 0 and "false" or "true")
   local file = os.getenv("SUMMARY_FILE")

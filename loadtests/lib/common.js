@@ -19,10 +19,10 @@ export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+
 export const SCALE = envFloat('SCALE', 1);
 if (!(SCALE > 0)) throw new Error(`SCALE must be a positive number, got "${__ENV.SCALE}"`);
 
-// Demo data loaded by `payment-engine serve --seed`.
+// Demo data loaded by `payment-engine serve --seed`: buyers 1..7 charged 1,000,000 points each,
+// pending orders 1..107, and one paid order per buyer (107 + buyer, payment `buyer`).
 export const DEMO_BUYERS = 7;
 export const DEMO_ORDERS = 107;
-export const DEMO_STARTING_BALANCE = 1000000;
 export const demoOrderBuyer = (orderId) => ((orderId - 1) % DEMO_BUYERS) + 1;
 export const demoOrderTotal = (orderId) => 1000 + (orderId % 10) * 100;
 
@@ -165,10 +165,13 @@ const accepted = {
   payments: new Counter('accepted_payments'),
   paymentPoints: new Counter('accepted_payment_points'),
   ordersCreated: new Counter('orders_created'),
+  refunds: new Counter('accepted_refunds'),
+  refundPoints: new Counter('accepted_refund_points'),
+  cancels: new Counter('accepted_cancels'),
 };
 const consistencyErrors = new Counter('consistency_errors');
 // Latency of the measured requests by kind and answer (http_req_duration mixes them).
-const LATENCY_KINDS = ['charge_200', 'create_order_201', 'pay_200', 'pay_404', 'pay_409'];
+const LATENCY_KINDS = ['charge_200', 'create_order_201', 'pay_200', 'pay_404', 'pay_409', 'refund_201', 'refund_422', 'cancel_200'];
 const latency = {};
 for (const k of LATENCY_KINDS) latency[k] = new Trend(`latency_${k}`, true);
 function recordLatency(op, res) {
@@ -192,6 +195,8 @@ export function trackBuyers(ids) {
       chargePoints: new Counter(`charge_points_b${b}`),
       payments: new Counter(`payments_b${b}`),
       paymentPoints: new Counter(`payment_points_b${b}`),
+      refunds: new Counter(`refunds_b${b}`),
+      refundPoints: new Counter(`refund_points_b${b}`),
       finalBalance: new Gauge(`final_balance_b${b}`),
       finalVersion: new Gauge(`final_version_b${b}`),
     };
@@ -213,6 +218,12 @@ function countPayment(buyerId, amount) {
   const t = tracked[buyerId];
   (t ? t.payments : accepted.payments).add(1);
   (t ? t.paymentPoints : accepted.paymentPoints).add(amount);
+}
+
+function countRefund(buyerId, amount) {
+  const t = tracked[buyerId];
+  (t ? t.refunds : accepted.refunds).add(1);
+  (t ? t.refundPoints : accepted.refundPoints).add(amount);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +275,156 @@ export function createOrder(buyerId, totalPrice) {
   if (ok) accepted.ordersCreated.add(1);
   else logUnexpected('create order', res);
   return ok ? b : null;
+}
+
+function cancelRequest(buyerId, orderId, expected) {
+  return [
+    'POST',
+    `${BASE_URL}/orders/${orderId}/cancel`,
+    JSON.stringify({ buyerId }),
+    { headers: JSON_HEADERS, tags: { op: 'cancel', name: 'POST /orders/{orderId}/cancel' }, responseCallback: http.expectedStatuses(...expected) },
+  ];
+}
+
+function refundRequest(buyerId, paymentId, amount, expected) {
+  const payload = { buyerId, reason: 'load test' };
+  if (amount !== null) payload.amount = amount;
+  return [
+    'POST',
+    `${BASE_URL}/payments/${paymentId}/refunds`,
+    JSON.stringify(payload),
+    { headers: JSON_HEADERS, tags: { op: 'refund', name: 'POST /payments/{paymentId}/refunds' }, responseCallback: http.expectedStatuses(...expected) },
+  ];
+}
+
+const isCancelled = (b, buyerId, orderId) =>
+  b !== null && b.buyerId === buyerId && b.orderId === orderId && b.status === 'CANCELLED';
+
+const isRefund = (b, buyerId, payment, amount) =>
+  b !== null && b.buyerId === buyerId && b.paymentId === payment.paymentId && b.orderId === payment.orderId &&
+  b.amount === amount && b.refundId > 0 && b.version > 0 && b.balance >= amount;
+
+/** Cancels the buyer's PENDING order (or an already cancelled one): expects 200 CANCELLED. */
+export function cancelOrder(buyerId, orderId, again = false) {
+  const res = http.request(...cancelRequest(buyerId, orderId, [200]));
+  recordLatency('cancel', res);
+  const b = body(res);
+  const ok = check(res, {
+    [again ? 'cancel again: 200 CANCELLED' : 'cancel pending order: 200 CANCELLED']: (r) =>
+      r.status === 200 && isCancelled(b, buyerId, orderId),
+  });
+  if (ok && !again) accepted.cancels.add(1);
+  if (!ok) logUnexpected('cancel', res);
+  return ok;
+}
+
+/**
+ * Refunds `amount` (null: the rest) of a payment: expects 201 with the refund, or, when
+ * `exceeds`, 422 refund_exceeds_payment. Returns the refunded amount (0 when refused).
+ */
+export function refund(buyerId, payment, amount, { exceeds = false } = {}) {
+  const res = http.request(...refundRequest(buyerId, payment.paymentId, amount, [exceeds ? 422 : 201]));
+  recordLatency('refund', res);
+  const b = body(res);
+  const ok = exceeds
+    ? check(res, { 'refund past the payment: 422 refund_exceeds_payment': (r) => r.status === 422 && problemCode(r) === 'refund_exceeds_payment' })
+    : check(res, { 'refund: 201 with the refund': (r) => r.status === 201 && isRefund(b, buyerId, payment, amount === null ? b.amount : amount) && b.amount > 0 });
+  if (!ok) logUnexpected('refund', res);
+  if (ok && !exceeds) {
+    countRefund(buyerId, b.amount);
+    return b.amount;
+  }
+  return 0;
+}
+
+/**
+ * `n` concurrent partial refunds of `each` points of one payment: exactly
+ * min(n, floor(amount / each)) are accepted (201), the others 422 refund_exceeds_payment.
+ * Returns the points refunded.
+ */
+export function racingRefunds(buyerId, payment, each, n) {
+  const responses = http.batch(Array.from({ length: n }, () => refundRequest(buyerId, payment.paymentId, each, [201, 422])));
+  let refunded = 0;
+  let accepted201 = 0;
+  let rejected = 0;
+  for (const r of responses) {
+    recordLatency('refund', r);
+    const b = body(r);
+    if (r.status === 201 && isRefund(b, buyerId, payment, each)) {
+      accepted201++;
+      refunded += each;
+      countRefund(buyerId, each);
+    } else if (r.status === 422 && problemCode(r) === 'refund_exceeds_payment') rejected++;
+    else logUnexpected('racing refund', r);
+  }
+  const fit = Math.min(n, Math.floor(payment.amount / each));
+  check(null, {
+    'racing refunds: exactly as many 201 as fit in the payment, the rest 422': () => accepted201 === fit && rejected === n - fit,
+  });
+  return refunded;
+}
+
+/**
+ * Creates an order and pays it, then refunds it one of three ways: all at once, a part then the
+ * rest, or three racing partial refunds of which only those that fit are accepted, followed by a
+ * refund past the remainder (422).
+ */
+export function createPayAndRefund(buyerId, totalPrice) {
+  const payment = createAndPay(buyerId, totalPrice);
+  if (payment === null) return;
+  const way = randInt(0, 2);
+  if (way === 0) {
+    refund(buyerId, payment, null);
+  } else if (way === 1) {
+    const part = randInt(1, totalPrice);
+    refund(buyerId, payment, part);
+    if (part < totalPrice) refund(buyerId, payment, null);
+    refund(buyerId, payment, 1, { exceeds: true });
+  } else {
+    const each = Math.max(1, Math.ceil(totalPrice / randInt(2, 4)));
+    const refunded = racingRefunds(buyerId, payment, each, 3);
+    if (refunded + each <= totalPrice) refund(buyerId, payment, each);
+    else refund(buyerId, payment, totalPrice - refunded + 1, { exceeds: true });
+  }
+}
+
+/** Creates an order and cancels it; paying it then answers 409 order_cancelled, a second cancel 200. */
+export function createAndCancel(buyerId, totalPrice) {
+  const order = createOrder(buyerId, totalPrice);
+  if (order === null || !cancelOrder(buyerId, order.orderId)) return;
+  const res = http.request(...payRequest(buyerId, order.orderId, [409]));
+  recordLatency('pay', res);
+  if (!check(res, { 'pay cancelled order: 409 order_cancelled': (r) => r.status === 409 && problemCode(r) === 'order_cancelled' })) {
+    logUnexpected('pay cancelled order', res);
+  }
+  cancelOrder(buyerId, order.orderId, true);
+}
+
+/**
+ * A payment racing a cancel of the same new order: exactly one wins. Either the payment is 200
+ * and the cancel 409 order_already_paid, or the cancel is 200 and the payment 409 order_cancelled.
+ */
+export function createAndRacePayCancel(buyerId, totalPrice) {
+  const order = createOrder(buyerId, totalPrice);
+  if (order === null) return;
+  const [pay, cancel] = http.batch([payRequest(buyerId, order.orderId, [200, 409]), cancelRequest(buyerId, order.orderId, [200, 409])]);
+  recordLatency('pay', pay);
+  recordLatency('cancel', cancel);
+  const pb = body(pay);
+  const cb = body(cancel);
+  const paid = pay.status === 200 && isReceipt(pb, buyerId, order.orderId, totalPrice);
+  const cancelled = cancel.status === 200 && isCancelled(cb, buyerId, order.orderId);
+  const ok = check(null, {
+    'pay racing cancel: exactly one wins': () =>
+      (paid && cancel.status === 409 && problemCode(cancel) === 'order_already_paid') ||
+      (cancelled && pay.status === 409 && problemCode(pay) === 'order_cancelled'),
+  });
+  if (paid) countPayment(buyerId, totalPrice);
+  if (cancelled) accepted.cancels.add(1);
+  if (!ok) {
+    logUnexpected('race: pay', pay);
+    logUnexpected('race: cancel', cancel);
+  }
 }
 
 function payRequest(buyerId, orderId, expected) {
@@ -389,6 +550,7 @@ export function teardownRun(data) {
 }
 
 const ORDER_SAMPLE = envInt('ORDER_SAMPLE', 20);
+const PAID_STATUSES = ['PAID', 'PARTIALLY_REFUNDED', 'REFUNDED'];
 
 function consistency(ok, what) {
   check(null, { [`consistency: ${what}`]: () => ok });
@@ -435,6 +597,9 @@ export function verifyLedger(buyerId) {
         else if (paidOrders.has(e.orderId)) errors.push(`order ${e.orderId} paid twice (v${paidOrders.get(e.orderId).version}, v${e.version})`);
         else paidOrders.set(e.orderId, e);
       }
+      if (e.kind === 'REFUND' && (!(e.amount > 0) || !e.orderId || !e.paymentId || !e.refundId)) {
+        errors.push(`v${e.version}: malformed refund entry`);
+      }
       sum += e.amount;
       expectedAfter = e.balanceAfter - e.amount;
       expectedVersion = e.version - 1;
@@ -448,13 +613,14 @@ export function verifyLedger(buyerId) {
     if (expectedAfter !== 0) errors.push(`oldest entry does not start from 0 (${expectedAfter})`);
     if (sum !== balance) errors.push(`entries sum to ${sum}, balance is ${balance}`);
   }
-  // A sample of the paid orders, newest first: PAID, this buyer's, of the paid amount.
+  // A sample of the paid orders, newest first: PAID (or refunded, in part or whole), this buyer's,
+  // of the paid amount.
   let sampled = 0;
   for (const [orderId, e] of paidOrders) {
     if (sampled++ >= ORDER_SAMPLE) break;
     const res = http.get(`${BASE_URL}/orders/${orderId}`, { tags: { op: 'read', name: 'GET /orders/{orderId}' } });
     const o = res.status === 200 ? res.json() : null;
-    if (!o || o.status !== 'PAID' || o.buyerId !== buyerId || o.totalPrice !== -e.amount) {
+    if (!o || !PAID_STATUSES.includes(o.status) || o.buyerId !== buyerId || o.totalPrice !== -e.amount) {
       errors.push(`order ${orderId}: ${res.status} ${String(res.body).slice(0, 200)} for payment v${e.version}`);
     }
   }
@@ -520,6 +686,9 @@ export function derive(data, name) {
     payments: count(data, 'accepted_payments') + perBuyer('payments'),
     paymentPoints: count(data, 'accepted_payment_points') + perBuyer('payment_points'),
     ordersCreated: count(data, 'orders_created'),
+    refunds: count(data, 'accepted_refunds') + perBuyer('refunds'),
+    refundPoints: count(data, 'accepted_refund_points') + perBuyer('refund_points'),
+    cancels: count(data, 'accepted_cancels'),
   };
   const setup = data.setup_data || {};
   const buyers = {};
@@ -527,8 +696,8 @@ export function derive(data, name) {
   for (const id of Object.keys(setup.start || {})) {
     const start = setup.start[id];
     const c = (m) => count(data, `${m}_b${id}`);
-    const expectedBalance = start.balance + c('charge_points') - c('payment_points');
-    const expectedVersion = start.version + c('charges') + c('payments');
+    const expectedBalance = start.balance + c('charge_points') - c('payment_points') + c('refund_points');
+    const expectedVersion = start.version + c('charges') + c('payments') + c('refunds');
     const finalBalance = metricValues(data, `final_balance_b${id}`).value;
     const finalVersion = metricValues(data, `final_version_b${id}`).value;
     const ok = finalBalance === expectedBalance && finalVersion === expectedVersion;
@@ -537,6 +706,7 @@ export function derive(data, name) {
       startBalance: start.balance, startVersion: start.version,
       acceptedCharges: c('charges'), chargedPoints: c('charge_points'),
       acceptedPayments: c('payments'), paidPoints: c('payment_points'),
+      acceptedRefunds: c('refunds'), refundedPoints: c('refund_points'),
       expectedBalance, finalBalance, expectedVersion, finalVersion, ok,
     };
   }
@@ -608,10 +778,11 @@ export function textSummary(data, d) {
   }
   const a = d.accepted;
   out.push(`  accepted: ${a.charges} charges (${fmt(d.acceptedPerSec.charges)}/s, ${a.chargePoints} points), ` +
-    `${a.payments} payments (${fmt(d.acceptedPerSec.payments)}/s, ${a.paymentPoints} points), ${a.ordersCreated} orders created`);
+    `${a.payments} payments (${fmt(d.acceptedPerSec.payments)}/s, ${a.paymentPoints} points), ${a.ordersCreated} orders created` +
+    (a.refunds || a.cancels ? `, ${a.refunds} refunds (${a.refundPoints} points), ${a.cancels} cancels` : ''));
   const ids = Object.keys(d.buyers);
   if (ids.length) {
-    out.push(`  balances (teardown) == start + accepted charges - accepted payments: ${d.balancesMatchAccepted ? 'yes' : 'NO'}`);
+    out.push(`  balances (teardown) == start + accepted charges - accepted payments + accepted refunds: ${d.balancesMatchAccepted ? 'yes' : 'NO'}`);
     for (const id of ids.slice(0, 20)) {
       const b = d.buyers[id];
       out.push(`    ${b.ok ? '✓' : '✗'} buyer ${pad(id, 6)} ${b.startBalance} + ${b.chargedPoints} - ${b.paidPoints} = ${b.expectedBalance}` +
