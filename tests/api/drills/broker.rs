@@ -14,12 +14,15 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::crash::{drill_topic, engine_env};
-use super::load::{Load, LoadSpec, quantile};
+use super::load::{Load, LoadSpec, Request, quantile};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use super::{Row, buyers, check_books, fund, millis, outbox_backlog, outbox_drained, scaled, secs};
+use super::{
+    LIFECYCLE_PERCENT, PAYMENT_TOPIC_EVENTS, Row, buyers, check_books, fund, millis,
+    outbox_backlog, outbox_drained, scaled, secs, without_event,
+};
 use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, TansuBroker, TopicReader};
 
@@ -37,11 +40,11 @@ struct Published {
 
 fn published(db: &TestDatabase, kill: NaiveDateTime, restart: NaiveDateTime) -> Vec<Published> {
     let format = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "SELECT event_id, CAST(published_at < ? AS SIGNED) AS before_restart, \
          CAST(published_at < DATE_SUB(?, INTERVAL 1 SECOND) AS SIGNED) AS well_before_kill \
-         FROM outbox_events WHERE event_type = 'payment.completed'",
-    )
+         FROM outbox_events WHERE {PAYMENT_TOPIC_EVENTS}"
+    ))
     .bind::<Text, _>(format(restart))
     .bind::<Text, _>(format(kill))
     .load(&mut db.connect())
@@ -61,6 +64,7 @@ async fn drill_3_broker_outage_keeps_payments_answering_and_loses_no_event() {
         clients: 100,
         buyers: buyers(3_001, 50),
         pay_percent: 100,
+        lifecycle_percent: LIFECYCLE_PERCENT,
         timeout: Duration::from_secs(30),
         follow_readiness: false,
     };
@@ -101,15 +105,19 @@ async fn drill_3_broker_outage_keeps_payments_answering_and_loses_no_event() {
     let not_ok = outcome
         .samples
         .iter()
-        .filter(|s| !(s.status == 200 || s.status == 201))
+        .filter(|s| !(s.status == 200 || s.status == 201 || s.refusal_expected))
         .count();
     assert_eq!(
         not_ok, 0,
-        "every order and payment must succeed, broker or not: {statuses:?} {:?}",
+        "every order, payment, refund and cancel must succeed (or be refused as its state \
+         says), broker or not: {statuses:?} {:?}",
         outcome.error_examples
     );
     let during: Vec<_> = outcome.between(kill_at, restart_at).collect();
-    let paid_during = during.len() / 2;
+    let paid_during = during
+        .iter()
+        .filter(|s| s.request == Request::Pay && s.status == 200)
+        .count();
     assert!(
         paid_during > 100,
         "only {paid_during} payments during the outage: {statuses:?}"
@@ -121,6 +129,7 @@ async fn drill_3_broker_outage_keeps_payments_answering_and_loses_no_event() {
     );
     let drained = drained.expect("the outbox did not drain within 90 s of the broker's return");
 
+    outcome.assert_lifecycle_ran();
     let books = check_books(&db, &outcome);
     let events = published(&db, kill_wall, restart_wall);
     let after: Vec<&Published> = events.iter().filter(|e| e.before_restart == 0).collect();
@@ -137,11 +146,11 @@ async fn drill_3_broker_outage_keeps_payments_answering_and_loses_no_event() {
         .iter()
         .filter(|e| !on_second.contains(&e.event_id))
         .count();
-    let payments = crate::helpers::scalar(&mut conn, "SELECT COUNT(*) AS n FROM payments");
-    let without_event = (payments as usize).saturating_sub(events.len());
+    let without_event = without_event(&mut conn);
     eprintln!(
         "events: {} committed, {} on the first broker ({lost_on_first} missing), {} published \
-         after the restart ({lost_on_second} missing), {without_event} payments without event",
+         after the restart ({lost_on_second} missing), {without_event} payments, refunds or \
+         cancels without event",
         events.len(),
         on_first.len(),
         after.len()
@@ -157,12 +166,13 @@ async fn drill_3_broker_outage_keeps_payments_answering_and_loses_no_event() {
         recovery: format!("outbox drained {} after the broker returned", secs(drained)),
         notes: format!(
             "{} payments acknowledged while the broker was down (p99 {}); backlog peaked at {}; \
-             {} events reached the first broker, {} the restarted one",
+             {} events reached the first broker, {} the restarted one; {}",
             paid_during,
             millis(quantile(during.iter().copied(), 0.99)),
             backlog.iter().max().copied().unwrap_or(0),
             on_first.len(),
-            after.len()
+            after.len(),
+            outcome.lifecycle_summary()
         ),
     }
     .report_and_assert();

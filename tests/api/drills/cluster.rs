@@ -109,6 +109,7 @@ fn spec(clients: usize) -> LoadSpec {
         clients,
         buyers: buyers(2_001, 120),
         pay_percent: 30,
+        lifecycle_percent: 0,
         timeout: Duration::from_secs(15),
         follow_readiness: false,
     }

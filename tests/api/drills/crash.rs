@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::load::{Load, LoadSpec, Outcome, Rng};
-use super::{Row, buyers, check_books, events_lost, fund, scaled, secs};
+use super::{LIFECYCLE_PERCENT, Row, buyers, check_books, events_lost, fund, scaled, secs};
 use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, shared_brokers};
 
@@ -36,6 +36,7 @@ async fn drill_1_sigkill_under_load_loses_nothing_acknowledged() {
         clients: 100,
         buyers: buyers(1_001, 50),
         pay_percent: 50,
+        lifecycle_percent: LIFECYCLE_PERCENT,
         timeout: Duration::from_secs(15),
         follow_readiness: false,
     };
@@ -83,6 +84,7 @@ async fn drill_1_sigkill_under_load_loses_nothing_acknowledged() {
     let start = Instant::now();
     let engine = EngineProcess::serve(&db, &env).await;
     restarts.push(start.elapsed());
+    total.assert_lifecycle_ran();
     let books = check_books(&db, &total);
     let (lost, took) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
     drop(engine);
@@ -99,9 +101,10 @@ async fn drill_1_sigkill_under_load_loses_nothing_acknowledged() {
             secs(restarts[restarts.len() - 1])
         ),
         notes: format!(
-            "{:.0} answers/s while up; all events on the topic {} after the last restart",
+            "{:.0} answers/s while up; all events on the topic {} after the last restart; {}",
             total.rate(),
-            secs(took)
+            secs(took),
+            total.lifecycle_summary()
         ),
     }
     .report_and_assert();

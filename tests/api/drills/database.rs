@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::crash::{drill_topic, engine_env};
 use super::load::{Ack, Load, LoadSpec, quantile};
 use super::proxy::TcpProxy;
-use super::{Row, buyers, check_books, events_lost, fund, millis, scaled, secs};
+use super::{LIFECYCLE_PERCENT, Row, buyers, check_books, events_lost, fund, millis, scaled, secs};
 use crate::helpers::{TestDatabase, server_url};
 use crate::kafka::{EngineProcess, shared_brokers};
 
@@ -58,6 +58,7 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
         clients: 100,
         buyers: buyers(2_001, 50),
         pay_percent: 50,
+        lifecycle_percent: LIFECYCLE_PERCENT,
         timeout: Duration::from_secs(30),
         follow_readiness: false,
     };
@@ -127,6 +128,7 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
         .filter(|s| {
             !(s.status == 200
                 || s.status == 201
+                || s.refusal_expected
                 || s.status == 503 && s.retry_after && s.problem_json)
                 || s.latency > bound
         })
@@ -135,7 +137,7 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
     wrong.truncate(5);
     assert!(
         wrong.is_empty(),
-        "during the outage every answer must be a quick 503 with Retry-After: {wrong:?}"
+        "during the outage every failure must be a quick 503 with Retry-After: {wrong:?}"
     );
     let shed: Vec<_> = during.iter().filter(|s| s.status == 503).copied().collect();
     let shed_p50 = quantile(shed.iter().copied(), 0.5);
@@ -184,6 +186,7 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
         outcome.statuses()
     );
 
+    outcome.assert_lifecycle_ran();
     let books = check_books(&db, &outcome);
     let (lost, _) = events_lost(&db, &brokers, &topic, Duration::from_secs(60)).await;
     drop(engine);
@@ -199,11 +202,13 @@ async fn drill_2_database_outage_fails_fast_then_recovers_losing_nothing() {
             millis(ready_after)
         ),
         notes: format!(
-            "during the outage 503s {refused:?}, p50 {}, p99 {} (bound {}); not ready after {}",
+            "during the outage 503s {refused:?}, p50 {}, p99 {} (bound {}); not ready after {}; \
+             {}",
             millis(shed_p50),
             millis(quantile(during.iter().copied(), 0.99)),
             millis(bound),
-            millis(not_ready_after)
+            millis(not_ready_after),
+            outcome.lifecycle_summary()
         ),
     }
     .report_and_assert();

@@ -1,13 +1,17 @@
 //! The drills' load: concurrent clients charging buyers and paying orders (each payment on an
-//! order the client just created) against one engine, recording every response. A 200 (or the
-//! 201 of an order) is an acknowledgement the drill later looks for in the database.
+//! order the client just created) against one engine, recording every response; a share of the
+//! orders go on through their lifecycle (`lifecycle`): cancelled, or paid and refunded, or paid
+//! and cancelled at once. A 2xx is an acknowledgement the drill later looks for in the database.
+
+mod client;
+mod lifecycle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use client::Client;
 
 /// What the load offers.
 #[derive(Debug, Clone)]
@@ -18,6 +22,9 @@ pub struct LoadSpec {
     pub buyers: Vec<i64>,
     /// Share of iterations that create and pay an order (the rest charge), in percent.
     pub pay_percent: u32,
+    /// Share of those orders, in percent, that instead go through their lifecycle: cancelled;
+    /// or paid, then refunded in one to three parts; or paid and cancelled concurrently.
+    pub lifecycle_percent: u32,
     /// The client gives up on a request after this long (counted as a transport error).
     pub timeout: Duration,
     /// Behave as clients behind a load balancer: poll `/health/ready` every 50 ms and stop
@@ -29,10 +36,11 @@ pub struct LoadSpec {
 impl LoadSpec {
     pub fn describe(&self) -> String {
         format!(
-            "{} clients, {} buyers, {}% payments",
+            "{} clients, {} buyers, {}% orders ({}% of them cancelled or refunded)",
             self.clients,
             self.buyers.len(),
-            self.pay_percent
+            self.pay_percent,
+            self.lifecycle_percent
         )
     }
 }
@@ -58,11 +66,34 @@ pub enum Ack {
         balance: i64,
         version: i64,
     },
+    Refund {
+        buyer: i64,
+        payment: i64,
+        refund: i64,
+        amount: i64,
+        balance: i64,
+        version: i64,
+    },
+    Cancel {
+        buyer: i64,
+        order: i64,
+    },
+}
+
+/// What a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Charge,
+    Order,
+    Pay,
+    Cancel,
+    Refund,
 }
 
 /// One answer (or failure) as the client saw it.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    pub request: Request,
     /// The buyer the request was for.
     pub buyer: i64,
     /// When the request was sent, since the load started.
@@ -76,6 +107,9 @@ pub struct Sample {
     pub problem_json: bool,
     /// No answer because no connection was made (nothing listening): never accepted.
     pub refused: bool,
+    /// An error answer the state made right, not a failure: the losing side of a pay racing a
+    /// cancel (409), a refund of more than is left of its payment (422).
+    pub refusal_expected: bool,
 }
 
 /// Everything the clients saw.
@@ -85,6 +119,9 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// A few transport errors, for failure messages.
     pub error_examples: Vec<String>,
+    /// Answers the state the client knew made wrong (e.g. a 409 cancelling a pending order,
+    /// a refund of another amount than asked, both sides of a race winning).
+    pub unexpected: Vec<String>,
     pub duration: Duration,
 }
 
@@ -95,6 +132,7 @@ impl Outcome {
         if self.error_examples.len() < 5 {
             self.error_examples.extend(other.error_examples);
         }
+        self.unexpected.extend(other.unexpected);
         self.duration += other.duration;
     }
 
@@ -107,12 +145,34 @@ impl Outcome {
         counts
     }
 
-    /// Acknowledged money movements (charges and payments; orders are not money).
+    /// Acknowledged money movements (charges, payments, refunds; orders and cancels are not
+    /// money).
     pub fn money_acks(&self) -> usize {
         self.acks
             .iter()
-            .filter(|ack| !matches!(ack, Ack::Order { .. }))
+            .filter(|ack| !matches!(ack, Ack::Order { .. } | Ack::Cancel { .. }))
             .count()
+    }
+
+    /// What the lifecycle iterations got acknowledged: `N refunds, N cancels, N refused as
+    /// their state said (race losers, over-refunds)`.
+    pub fn lifecycle_summary(&self) -> String {
+        let count = |f: fn(&Ack) -> bool| self.acks.iter().filter(|a| f(a)).count();
+        let refunds = count(|a| matches!(a, Ack::Refund { .. }));
+        let cancels = count(|a| matches!(a, Ack::Cancel { .. }));
+        let refused = self.samples.iter().filter(|s| s.refusal_expected).count();
+        format!("{refunds} refunds, {cancels} cancels, {refused} refused as their state said")
+    }
+
+    /// Panics unless the load got refunds and cancels acknowledged (it was meant to).
+    #[track_caller]
+    pub fn assert_lifecycle_ran(&self) {
+        let ran = |f: fn(&Ack) -> bool| self.acks.iter().any(f);
+        assert!(
+            ran(|a| matches!(a, Ack::Refund { .. })) && ran(|a| matches!(a, Ack::Cancel { .. })),
+            "the load's lifecycle got no refund or no cancel acknowledged: {}",
+            self.lifecycle_summary()
+        );
     }
 
     /// Samples sent in `[from, to)`.
@@ -178,14 +238,7 @@ impl Load {
         }
         let clients = (0..spec.clients)
             .map(|i| {
-                let client = Client {
-                    http: http.clone(),
-                    base: base.to_string(),
-                    spec: spec.clone(),
-                    rng: Rng::seeded(i as u64),
-                    started,
-                    outcome: Outcome::default(),
-                };
+                let client = Client::new(http.clone(), base, spec, Rng::seeded(i as u64), started);
                 actix_web::rt::spawn(client.run(Arc::clone(&stop)))
             })
             .collect();
@@ -210,168 +263,6 @@ impl Load {
         outcome.duration = self.started.elapsed();
         outcome
     }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    spec: LoadSpec,
-    rng: Rng,
-    started: Instant,
-    outcome: Outcome,
-}
-
-impl Client {
-    async fn run(mut self, stop: Arc<AtomicBool>) -> Outcome {
-        while !stop.load(Ordering::Relaxed) {
-            let buyer = self.spec.buyers[self.rng.below(self.spec.buyers.len() as u64) as usize];
-            let answered = if self.rng.below(100) < u64::from(self.spec.pay_percent) {
-                self.create_and_pay(buyer).await
-            } else {
-                let amount = 1 + self.rng.below(1_000) as i64;
-                self.charge(buyer, amount).await
-            };
-            if !answered {
-                // The engine is gone or unreachable: do not spin on refused connections.
-                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        self.outcome
-    }
-
-    async fn charge(&mut self, buyer: i64, amount: i64) -> bool {
-        let path = format!("/points/{buyer}?point={amount}");
-        let Some(body) = self.post(buyer, &path, None).await else {
-            return false;
-        };
-        if let Some(body) = body {
-            self.outcome.acks.push(Ack::Charge {
-                buyer,
-                amount,
-                balance: field(&body, "balance"),
-                version: field(&body, "version"),
-            });
-        }
-        true
-    }
-
-    async fn create_and_pay(&mut self, buyer: i64) -> bool {
-        let total = 1 + self.rng.below(500) as i64;
-        let order_body = json!({ "buyerId": buyer, "totalPrice": total });
-        let Some(created) = self.post(buyer, "/orders", Some(order_body)).await else {
-            return false;
-        };
-        let Some(created) = created else {
-            return true;
-        };
-        let order = field(&created, "orderId");
-        self.outcome.acks.push(Ack::Order {
-            buyer,
-            order,
-            total,
-        });
-        let pay_body = json!({ "buyerId": buyer, "orderId": order });
-        let Some(paid) = self
-            .post(buyer, "/orders/payment/kafka", Some(pay_body))
-            .await
-        else {
-            return false;
-        };
-        if let Some(paid) = paid {
-            self.outcome.acks.push(Ack::Payment {
-                buyer,
-                order,
-                payment: field(&paid, "paymentId"),
-                balance: field(&paid, "balance"),
-                version: field(&paid, "version"),
-            });
-        }
-        true
-    }
-
-    /// Sends one POST and records it: `None` when no answer came, `Some(None)` for an error
-    /// answer, `Some(Some(body))` for a success.
-    async fn post(&mut self, buyer: i64, path: &str, body: Option<Value>) -> Option<Option<Value>> {
-        let sent_at = self.started.elapsed();
-        let start = Instant::now();
-        let mut request = self.http.post(format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let result = match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let retry_after = response.headers().contains_key("retry-after");
-                let problem_json = response
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/problem+json"));
-                match response.bytes().await {
-                    Ok(bytes) => {
-                        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
-                        Ok((status, retry_after, problem_json, value))
-                    }
-                    Err(error) => Err(error),
-                }
-            }
-            Err(error) => Err(error),
-        };
-        let latency = start.elapsed();
-        match result {
-            Ok((status, retry_after, problem_json, value)) => {
-                let success = (200..300).contains(&status);
-                let code = (!success)
-                    .then(|| {
-                        value
-                            .as_ref()
-                            .and_then(|v| v.get("code")?.as_str().map(str::to_string))
-                    })
-                    .flatten();
-                self.outcome.samples.push(Sample {
-                    buyer,
-                    sent_at,
-                    latency,
-                    status,
-                    code,
-                    retry_after,
-                    problem_json,
-                    refused: false,
-                });
-                if success {
-                    let value = value.unwrap_or_else(|| panic!("POST {path}: {status} not JSON"));
-                    Some(Some(value))
-                } else {
-                    Some(None)
-                }
-            }
-            Err(error) => {
-                self.outcome.samples.push(Sample {
-                    buyer,
-                    sent_at,
-                    latency,
-                    status: 0,
-                    code: None,
-                    retry_after: false,
-                    problem_json: false,
-                    refused: error.is_connect(),
-                });
-                if self.outcome.error_examples.len() < 3 {
-                    self.outcome.error_examples.push(format!(
-                        "POST {path}: {}",
-                        crate::kafka::error_chain(&error)
-                    ));
-                }
-                None
-            }
-        }
-    }
-}
-
-fn field(body: &Value, name: &str) -> i64 {
-    body[name]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no integer {name} in {body}"))
 }
 
 /// xorshift64*: enough randomness for picking buyers and amounts, no dependency.

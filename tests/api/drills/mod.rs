@@ -27,10 +27,15 @@ use diesel::sql_types::Text;
 use serde_json::json;
 
 use crate::helpers::{
-    LedgerEntry, TestDatabase, audit_books, ledger, order_row, payments_for_order, scalar,
+    LedgerEntry, TestDatabase, audit_books, ledger, order_row, payments_for_order, refund_row,
+    scalar,
 };
 use crate::kafka::{EngineProcess, TopicReader};
 use load::{Ack, Outcome};
+
+/// Share of the orders of drills 1-3 that are cancelled, refunded or raced (see `load`), in
+/// percent.
+pub const LIFECYCLE_PERCENT: u32 = 30;
 
 /// Short (CI, the default) or full (`DRILL_SCALE=full`).
 pub fn full_scale() -> bool {
@@ -45,70 +50,29 @@ pub fn scaled<T>(short: T, full: T) -> T {
 /// What a drill found; the drill asserts the zeros after writing its row.
 #[derive(Debug, Default, Clone)]
 pub struct Books {
-    /// Money movements acknowledged with a 200 (orders created are checked but not counted).
+    /// Money movements acknowledged with a 2xx: charges, payments, refunds (orders created and
+    /// cancelled are checked but not counted).
     pub acknowledged: usize,
     /// Acknowledged requests (orders included) not found in the database as answered.
     pub lost: Vec<String>,
     /// Buyers whose books break an invariant: those `payment-engine audit` names (balance vs
     /// ledger, versions, orders paid once, events, ...).
     pub mismatched_buyers: Vec<i64>,
+    /// Answers the load's clients knew to be wrong from the order's state (see `load`).
+    pub unexpected: Vec<String>,
 }
 
 /// Checks every acknowledgement of `outcome` against the database, and every buyer's books.
 pub fn check_books(db: &TestDatabase, outcome: &Outcome) -> Books {
     let mut conn = db.connect();
-    let mut ledgers: HashMap<i64, HashMap<i64, LedgerEntry>> = HashMap::new();
-    let mut entry = |conn: &mut MysqlConnection, buyer: i64, version: i64| {
-        ledgers
-            .entry(buyer)
-            .or_insert_with(|| {
-                ledger(conn, buyer)
-                    .into_iter()
-                    .map(|e| (e.version, e))
-                    .collect()
-            })
-            .get(&version)
-            .cloned()
-    };
+    let mut ledgers = Ledgers::default();
     let mut books = Books {
         acknowledged: outcome.money_acks(),
+        unexpected: outcome.unexpected.clone(),
         ..Books::default()
     };
     for ack in &outcome.acks {
-        let found = match ack {
-            Ack::Charge {
-                buyer,
-                amount,
-                balance,
-                version,
-            } => entry(&mut conn, *buyer, *version).is_some_and(|e| {
-                e.kind == "CHARGE" && e.amount == *amount && e.balance_after == *balance
-            }),
-            Ack::Order {
-                buyer,
-                order,
-                total,
-            } => order_row(&mut conn, *order)
-                .is_some_and(|o| o.buyer_id == *buyer && o.total_price == *total),
-            Ack::Payment {
-                buyer,
-                order,
-                payment,
-                balance,
-                version,
-            } => {
-                let in_ledger = entry(&mut conn, *buyer, *version).is_some_and(|e| {
-                    e.kind == "PAYMENT"
-                        && e.payment_id == Some(*payment)
-                        && e.order_id == Some(*order)
-                        && e.balance_after == *balance
-                });
-                let rows = payments_for_order(&mut conn, *order);
-                let paid = order_row(&mut conn, *order).is_some_and(|o| o.status == "PAID");
-                in_ledger && paid && rows.len() == 1 && rows[0].id == *payment
-            }
-        };
-        if !found {
+        if !in_database(&mut conn, &mut ledgers, ack) {
             books.lost.push(format!("{ack:?}"));
         }
     }
@@ -127,15 +91,121 @@ pub fn check_books(db: &TestDatabase, outcome: &Outcome) -> Books {
     books
 }
 
+/// Each buyer's ledger by version, read once.
+#[derive(Default)]
+struct Ledgers(HashMap<i64, HashMap<i64, LedgerEntry>>);
+
+impl Ledgers {
+    fn entry(
+        &mut self,
+        conn: &mut MysqlConnection,
+        buyer: i64,
+        version: i64,
+    ) -> Option<LedgerEntry> {
+        self.0
+            .entry(buyer)
+            .or_insert_with(|| {
+                ledger(conn, buyer)
+                    .into_iter()
+                    .map(|e| (e.version, e))
+                    .collect()
+            })
+            .get(&version)
+            .cloned()
+    }
+}
+
+/// Whether the database holds `ack` as it was answered.
+fn in_database(conn: &mut MysqlConnection, ledgers: &mut Ledgers, ack: &Ack) -> bool {
+    match *ack {
+        Ack::Charge {
+            buyer,
+            amount,
+            balance,
+            version,
+        } => ledgers.entry(conn, buyer, version).is_some_and(|e| {
+            e.kind == "CHARGE" && e.amount == amount && e.balance_after == balance
+        }),
+        Ack::Order {
+            buyer,
+            order,
+            total,
+        } => order_row(conn, order).is_some_and(|o| o.buyer_id == buyer && o.total_price == total),
+        Ack::Payment {
+            buyer,
+            order,
+            payment,
+            balance,
+            version,
+        } => {
+            let in_ledger = ledgers.entry(conn, buyer, version).is_some_and(|e| {
+                e.kind == "PAYMENT"
+                    && e.payment_id == Some(payment)
+                    && e.order_id == Some(order)
+                    && e.balance_after == balance
+            });
+            let rows = payments_for_order(conn, order);
+            // Paid, and maybe refunded since (refunds are acks of their own).
+            let paid = order_row(conn, order).is_some_and(|o| {
+                matches!(
+                    o.status.as_str(),
+                    "PAID" | "PARTIALLY_REFUNDED" | "REFUNDED"
+                )
+            });
+            in_ledger && paid && rows.len() == 1 && rows[0].id == payment
+        }
+        Ack::Refund { .. } => refund_in_database(conn, ledgers, ack),
+        Ack::Cancel { buyer, order } => {
+            let cancelled = order_row(conn, order)
+                .is_some_and(|o| o.buyer_id == buyer && o.status == "CANCELLED");
+            cancelled && payments_for_order(conn, order).is_empty()
+        }
+    }
+}
+
+/// A refund acknowledged: its row, and its REFUND entry at its version.
+fn refund_in_database(conn: &mut MysqlConnection, ledgers: &mut Ledgers, ack: &Ack) -> bool {
+    let Ack::Refund {
+        buyer,
+        payment,
+        refund,
+        amount,
+        balance,
+        version,
+    } = *ack
+    else {
+        unreachable!("only refunds are looked up as refunds: {ack:?}")
+    };
+    let row = refund_row(conn, refund).is_some_and(|r| {
+        r.payment_id == payment
+            && r.buyer_id == buyer
+            && r.amount == amount
+            && r.balance_after == balance
+            && r.ledger_version == version
+    });
+    let in_ledger = ledgers.entry(conn, buyer, version).is_some_and(|e| {
+        e.kind == "REFUND"
+            && e.amount == amount
+            && e.balance_after == balance
+            && e.payment_id == Some(payment)
+            && e.refund_id == Some(refund)
+    });
+    row && in_ledger
+}
+
 #[derive(QueryableByName)]
 struct EventId {
     #[diesel(sql_type = Text)]
     event_id: String,
 }
 
-/// Payment events that did not reach `topic`: waits up to `timeout` for the outbox to hold one
-/// PUBLISHED event per payment row and for the topic to carry every one of them; returns how
-/// many are missing (0 when all arrived), and how long that took.
+/// The events published to the payment topic: payments, refunds, cancels (as SQL).
+pub const PAYMENT_TOPIC_EVENTS: &str =
+    "event_type IN ('payment.completed', 'payment.refunded', 'order.cancelled')";
+
+/// Payment-topic events that did not reach `topic`: waits up to `timeout` for the outbox to
+/// hold one PUBLISHED event per payment, refund and cancelled order and for the topic to carry
+/// every one of them; returns how many are missing (0 when all arrived), and how long that took.
 pub async fn events_lost(
     db: &TestDatabase,
     brokers: &str,
@@ -144,11 +214,11 @@ pub async fn events_lost(
 ) -> (usize, Duration) {
     let start = std::time::Instant::now();
     let mut conn = db.connect();
-    let payments = scalar(&mut conn, "SELECT COUNT(*) AS n FROM payments") as usize;
+    let without_event = without_event(&mut conn);
     let mut reader = TopicReader::open_within(brokers, topic, timeout).await;
-    let committed: HashSet<String> = diesel::sql_query(
-        "SELECT event_id FROM outbox_events WHERE event_type = 'payment.completed'",
-    )
+    let committed: HashSet<String> = diesel::sql_query(format!(
+        "SELECT event_id FROM outbox_events WHERE {PAYMENT_TOPIC_EVENTS}"
+    ))
     .load::<EventId>(&mut conn)
     .expect("reading the outbox")
     .into_iter()
@@ -158,8 +228,26 @@ pub async fn events_lost(
     reader.read_until_distinct(committed.len(), left).await;
     let read = reader.distinct_ids();
     let missing = committed.difference(&read).count();
-    let without_event = payments.saturating_sub(committed.len());
     (missing + without_event, start.elapsed())
+}
+
+/// Payments, refunds and cancelled orders with no event in the outbox (each commits its event
+/// with it, so 0).
+pub fn without_event(conn: &mut MysqlConnection) -> usize {
+    let mut missing = 0;
+    for (rows, event) in [
+        ("SELECT COUNT(*) AS n FROM payments", "payment.completed"),
+        ("SELECT COUNT(*) AS n FROM refunds", "payment.refunded"),
+        (
+            "SELECT COUNT(*) AS n FROM orders WHERE status = 'CANCELLED'",
+            "order.cancelled",
+        ),
+    ] {
+        let events =
+            format!("SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = '{event}'");
+        missing += (scalar(conn, rows) - scalar(conn, &events)).max(0) as usize;
+    }
+    missing
 }
 
 /// Waits until no outbox event is left unpublished; returns how long that took, or `None` when
@@ -221,6 +309,7 @@ impl Row {
             "acknowledged": self.books.acknowledged,
             "lost": self.books.lost.len(),
             "mismatches": self.books.mismatched_buyers.len(),
+            "unexpected": self.books.unexpected.len(),
             "eventsLost": self.events_lost,
             "recovery": self.recovery,
             "notes": self.notes,
@@ -249,6 +338,13 @@ impl Row {
             "{}: books broken for buyers {:?} (negative: orders paid twice)",
             self.drill,
             self.books.mismatched_buyers
+        );
+        assert!(
+            self.books.unexpected.is_empty(),
+            "{}: {} answers contradict the state the client knew, e.g. {:?}",
+            self.drill,
+            self.books.unexpected.len(),
+            &self.books.unexpected[..self.books.unexpected.len().min(5)]
         );
         assert_eq!(
             self.events_lost.unwrap_or(0),

@@ -28,6 +28,7 @@ async fn drill_5_sigterm_under_load_answers_every_accepted_request_and_flushes_e
         clients: 100,
         buyers: buyers(5_001, 50),
         pay_percent: 50,
+        lifecycle_percent: 0,
         timeout: Duration::from_secs(30),
         follow_readiness: false,
     };

@@ -21,5 +21,5 @@ pub use invariants::{
 pub use response::{ApiResponse, int, rfc3339};
 pub use sql::{
     BalanceLock, LedgerEntry, PaymentSql, balance_row, ledger, ledger_count, ledger_summary,
-    order_row, orders_of, payments_for_order, payments_of, scalar,
+    order_row, orders_of, payments_for_order, payments_of, refund_row, scalar,
 };

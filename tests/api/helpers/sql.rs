@@ -23,6 +23,8 @@ pub struct LedgerEntry {
     pub order_id: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub payment_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub refund_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
@@ -75,6 +77,24 @@ pub struct PaymentSql {
     pub ledger_version: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct RefundSql {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub payment_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub order_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub buyer_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub amount: i64,
+    #[diesel(sql_type = BigInt)]
+    pub balance_after: i64,
+    #[diesel(sql_type = BigInt)]
+    pub ledger_version: i64,
+}
+
 #[derive(Debug, QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
@@ -92,7 +112,7 @@ pub fn scalar(conn: &mut MysqlConnection, sql: &str) -> i64 {
 /// The buyer's ledger entries by version ascending.
 pub fn ledger(conn: &mut MysqlConnection, buyer: i64) -> Vec<LedgerEntry> {
     diesel::sql_query(
-        "SELECT version, kind, amount, balance_after, order_id, payment_id \
+        "SELECT version, kind, amount, balance_after, order_id, payment_id, refund_id \
          FROM ledger_entries WHERE buyer_id = ? ORDER BY version",
     )
     .bind::<BigInt, _>(buyer)
@@ -162,6 +182,18 @@ pub fn payments_for_order(conn: &mut MysqlConnection, order: i64) -> Vec<Payment
     .bind::<BigInt, _>(order)
     .load(conn)
     .expect("reading payments")
+}
+
+/// The refunds row `refund`, if any.
+pub fn refund_row(conn: &mut MysqlConnection, refund: i64) -> Option<RefundSql> {
+    diesel::sql_query(
+        "SELECT id, payment_id, order_id, buyer_id, amount, balance_after, ledger_version \
+         FROM refunds WHERE id = ?",
+    )
+    .bind::<BigInt, _>(refund)
+    .get_result(conn)
+    .optional()
+    .expect("reading refunds")
 }
 
 /// Holds an exclusive lock on a buyer's `balances` row, in an open transaction, until released
