@@ -7,7 +7,8 @@ use diesel::{Connection, MysqlConnection};
 
 use super::output::ProgressDisplay;
 use super::{
-    AuditOptions, ChargeEvents, DEFAULT_CHUNK_BUYERS, DEFAULT_MAX_FINDINGS, Report, audit,
+    AuditOptions, ChargeEvents, DEFAULT_CHUNK_BUYERS, DEFAULT_JOBS, DEFAULT_MAX_FINDINGS, Report,
+    audit_with_jobs,
 };
 use crate::db::{DatabaseUrl, missing_migrations};
 
@@ -42,6 +43,15 @@ pub struct AuditArgs {
     /// Most findings listed (every finding is counted).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FINDINGS)]
     pub max_findings: usize,
+    /// Chunks audited at once, each on its own connection (and in its own snapshots): at most
+    /// this many of the database's cores go to the audit.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_JOBS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64)
+    )]
+    pub jobs: usize,
 }
 
 impl AuditArgs {
@@ -52,6 +62,7 @@ impl AuditArgs {
             buyer: self.buyer,
             charge_events: self.charge_events,
             max_findings: self.max_findings,
+            jobs: self.jobs,
         }
     }
 }
@@ -86,11 +97,7 @@ fn could_not_run(why: &str) -> ExitCode {
 }
 
 fn connect_and_audit(url: &DatabaseUrl, options: &AuditOptions) -> anyhow::Result<Report> {
-    // Diesel's error may quote the URL: say only which (redacted) URL failed, and why in words.
-    let mut conn = MysqlConnection::establish(url.expose_secret())
-        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", redact_error(&error)))?;
-    // Belt and braces: every chunk's transaction is READ ONLY, and so is the whole session.
-    conn.batch_execute("SET SESSION TRANSACTION READ ONLY")?;
+    let mut conn = connect(url)?;
     let missing = missing_migrations(&mut conn)?;
     if !missing.is_empty() {
         anyhow::bail!(
@@ -99,9 +106,21 @@ fn connect_and_audit(url: &DatabaseUrl, options: &AuditOptions) -> anyhow::Resul
         );
     }
     let mut display = ProgressDisplay::new();
-    let report = audit(&mut conn, options, &mut |progress| display.update(progress));
+    let report = audit_with_jobs(&mut conn, || connect(url), options, &mut |progress| {
+        display.update(progress)
+    });
     display.finish();
-    Ok(report?)
+    report
+}
+
+/// A read-only session on `url`, for the audit's first connection and each further worker's.
+fn connect(url: &DatabaseUrl) -> anyhow::Result<MysqlConnection> {
+    // Diesel's error may quote the URL: say only which (redacted) URL failed, and why in words.
+    let mut conn = MysqlConnection::establish(url.expose_secret())
+        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", redact_error(&error)))?;
+    // Belt and braces: every chunk's transaction is READ ONLY, and so is the whole session.
+    conn.batch_execute("SET SESSION TRANSACTION READ ONLY")?;
+    Ok(conn)
 }
 
 /// A connection error's text without any URL in it.

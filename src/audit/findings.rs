@@ -177,13 +177,29 @@ impl Finding {
         self.event_seq = seq;
         self
     }
+
+    /// The report's order: by buyer (a buyer's findings together, as chunks are ranges of
+    /// buyers), then kind, the ids, the detail; total, so equal reports list equally.
+    #[allow(clippy::type_complexity)]
+    pub fn sort_key(&self) -> (Option<i64>, FindingKind, [Option<i64>; 5], &str) {
+        let ids = [
+            self.order_id,
+            self.payment_id,
+            self.refund_id,
+            self.version,
+            self.event_seq,
+        ];
+        (self.buyer_id, self.kind, ids, &self.detail)
+    }
 }
 
-/// Findings as they are collected: every one counted by kind, the first `limit` kept (so a
-/// database broken everywhere cannot exhaust memory or flood the output).
+/// Findings as they are collected: every one counted by kind, and the first `limit` in
+/// [`Finding::sort_key`] order kept (so a database broken everywhere cannot exhaust memory or
+/// flood the output, and the kept ones do not depend on the order chunks finished in).
 #[derive(Debug, Clone)]
 pub struct Findings {
     limit: usize,
+    /// Sorted and at most `limit` long once [`Findings::settle`] ran (the audit's report is).
     pub kept: Vec<Finding>,
     pub counts: BTreeMap<FindingKind, u64>,
 }
@@ -199,9 +215,27 @@ impl Findings {
 
     pub fn push(&mut self, finding: Finding) {
         *self.counts.entry(finding.kind).or_default() += 1;
-        if self.kept.len() < self.limit {
-            self.kept.push(finding);
+        self.kept.push(finding);
+        // Sorting only when twice the limit piled up keeps pushes amortised O(log limit).
+        if self.kept.len() > self.limit.saturating_mul(2).max(1) {
+            self.settle();
         }
+    }
+
+    /// Adds another collection's findings (another chunk's): the same result whatever the
+    /// order collections are merged in.
+    pub fn merge(&mut self, other: Findings) {
+        for (kind, n) in other.counts {
+            *self.counts.entry(kind).or_default() += n;
+        }
+        self.kept.extend(other.kept);
+        self.settle();
+    }
+
+    /// Sorts the kept findings and drops those past the limit.
+    pub fn settle(&mut self) {
+        self.kept.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.kept.truncate(self.limit);
     }
 
     pub fn total(&self) -> u64 {
@@ -230,11 +264,48 @@ mod tests {
     #[test]
     fn findings_past_the_limit_are_counted_but_not_kept() {
         let mut findings = Findings::new(1);
-        for _ in 0..3 {
-            findings.push(Finding::new(FindingKind::VersionGap, Some(1), "x".into()));
+        for buyer in [3, 1, 2] {
+            findings.push(Finding::new(
+                FindingKind::VersionGap,
+                Some(buyer),
+                "x".into(),
+            ));
         }
+        findings.settle();
         assert_eq!(findings.kept.len(), 1);
+        assert_eq!(
+            findings.kept[0].buyer_id,
+            Some(1),
+            "the first in buyer order is kept"
+        );
         assert_eq!(findings.counts[&FindingKind::VersionGap], 3);
         assert!(findings.truncated());
+    }
+
+    #[test]
+    fn merging_in_any_order_keeps_the_same_findings() {
+        let chunk = |buyers: &[i64]| {
+            let mut findings = Findings::new(2);
+            for buyer in buyers {
+                let detail = format!("buyer {buyer}");
+                findings.push(Finding::new(
+                    FindingKind::BalanceMismatch,
+                    Some(*buyer),
+                    detail,
+                ));
+            }
+            findings
+        };
+        let mut forward = Findings::new(2);
+        forward.merge(chunk(&[1, 2, 3]));
+        forward.merge(chunk(&[7, 5]));
+        let mut backward = Findings::new(2);
+        backward.merge(chunk(&[7, 5]));
+        backward.merge(chunk(&[1, 2, 3]));
+        assert_eq!(forward.kept, backward.kept);
+        assert_eq!(forward.counts, backward.counts);
+        assert_eq!(forward.total(), 5);
+        let buyers: Vec<_> = forward.kept.iter().map(|f| f.buyer_id).collect();
+        assert_eq!(buyers, vec![Some(1), Some(2)]);
     }
 }

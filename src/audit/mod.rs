@@ -21,6 +21,7 @@ macro_rules! bind_chunk {
 }
 
 mod books;
+mod chunks;
 mod command;
 mod events;
 mod findings;
@@ -42,6 +43,10 @@ use crate::db::outbox::PruneWatermark;
 
 /// Buyers per chunk unless told otherwise: a chunk's snapshot lasts well under a second.
 pub const DEFAULT_CHUNK_BUYERS: i64 = 10_000;
+/// Chunk workers (connections) unless told otherwise: twice one's speed where the database has
+/// cores to spare, while a database server with two or more cores keeps one for its other
+/// clients (README, `audit`; BENCHMARKS.md).
+pub const DEFAULT_JOBS: usize = 2;
 /// Findings kept (all are counted) unless told otherwise.
 pub const DEFAULT_MAX_FINDINGS: usize = 1_000;
 
@@ -58,6 +63,8 @@ pub struct AuditOptions {
     pub charge_events: ChargeEvents,
     /// Findings kept in the report (every one is counted).
     pub max_findings: usize,
+    /// Chunk workers, each with its own connection ([`audit_with_jobs`]).
+    pub jobs: usize,
 }
 
 impl AuditOptions {
@@ -69,6 +76,7 @@ impl AuditOptions {
             buyer: None,
             charge_events: ChargeEvents::Auto,
             max_findings: DEFAULT_MAX_FINDINGS,
+            jobs: DEFAULT_JOBS,
         }
     }
 }
@@ -105,7 +113,7 @@ pub struct Report {
     pub chunks: u64,
     /// Whether charges were required to have their events (see [`ChargeEvents`]).
     pub charge_events_checked: bool,
-    /// How far pruning had gone, per event type, when the last chunk was read.
+    /// How far pruning had gone, per event type, once every chunk was read.
     pub watermarks: Vec<PruneWatermark>,
     pub elapsed: Duration,
 }
@@ -132,16 +140,49 @@ struct Chunk {
     last: i64,
 }
 
-/// Audits the database `conn` is connected to. Leaves the connection's session as it was (each
+/// Audits the database `conn` is connected to, one chunk at a time on that one connection
+/// (`options.jobs` is [`audit_with_jobs`]'s). Leaves the connection's session as it was (each
 /// chunk's transaction is ended before the next starts, on errors too).
 pub fn audit(
     conn: &mut MysqlConnection,
     options: &AuditOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> QueryResult<Report> {
+    run(vec![conn], options, progress)
+}
+
+/// Audits with `options.jobs` chunk workers: `conn` and `jobs - 1` more connections opened by
+/// `connect` (each should be a read-only session, as `conn`), each worker checking its own
+/// chunks in its own snapshots. The report is the one [`audit`] gives (findings are sorted and
+/// counts summed, whatever order the chunks finished in). One buyer needs one connection.
+pub fn audit_with_jobs<E: From<diesel::result::Error>>(
+    conn: &mut MysqlConnection,
+    mut connect: impl FnMut() -> Result<MysqlConnection, E>,
+    options: &AuditOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, E> {
+    let more = match options.buyer {
+        Some(_) => 0,
+        None => options.jobs.max(1) - 1,
+    };
+    let mut others = (0..more)
+        .map(|_| connect())
+        .collect::<Result<Vec<_>, E>>()?;
+    let conns = std::iter::once(conn).chain(others.iter_mut()).collect();
+    Ok(run(conns, options, progress)?)
+}
+
+/// The audit on these connections (one chunk worker each; the first also reads what precedes
+/// and follows the chunks).
+fn run(
+    mut conns: Vec<&mut MysqlConnection>,
+    options: &AuditOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> QueryResult<Report> {
     let started = Instant::now();
-    let charge_events_checked = options.charge_events.resolve(conn)?;
-    let buyers_total = count_buyers(conn, options.buyer)?;
+    let first = &mut *conns[0];
+    let charge_events_checked = options.charge_events.resolve(first)?;
+    let buyers_total = count_buyers(first, options.buyer)?;
     let mut report = Report {
         checked: Checked::default(),
         findings: Findings::new(options.max_findings),
@@ -150,70 +191,27 @@ pub fn audit(
         watermarks: Vec::new(),
         elapsed: Duration::ZERO,
     };
-    let mut next = Some(options.buyer.unwrap_or(i64::MIN));
-    while let Some(first) = next {
-        let chunk = match options.buyer {
-            Some(buyer) => Chunk {
-                first: buyer,
-                last: buyer,
-            },
-            None => next_chunk(conn, first, options.chunk_buyers)?,
-        };
-        let checked = in_snapshot(conn, |conn| {
-            report.watermarks = events::watermarks(conn)?;
-            check_chunk(conn, chunk, options, &mut report)
-        })?;
-        report.checked.add(checked);
+    let jobs = chunks::Jobs {
+        options,
+        charge_events: charge_events_checked,
+    };
+    jobs.run(&mut conns, |done| {
+        report.checked.add(done.checked);
+        report.findings.merge(done.findings);
         report.chunks += 1;
         progress(Progress {
             buyers_done: report.checked.balances,
             buyers_total,
             findings: report.findings.total(),
         });
-        next = (options.buyer.is_none() && chunk.last < i64::MAX).then(|| chunk.last + 1);
-    }
-    in_snapshot(conn, |conn| {
-        events::dead_events(conn, options.buyer, &mut report.findings)
     })?;
+    report.watermarks = in_snapshot(&mut *conns[0], |conn| {
+        events::dead_events(conn, options.buyer, &mut report.findings)?;
+        events::watermarks(conn)
+    })?;
+    report.findings.settle();
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// Every check of one chunk, in the chunk's snapshot.
-fn check_chunk(
-    conn: &mut MysqlConnection,
-    chunk: Chunk,
-    options: &AuditOptions,
-    report: &mut Report,
-) -> QueryResult<Checked> {
-    let findings = &mut report.findings;
-    let (mut checked, entry_kinds) = books::check(conn, chunk, options.max_balance, findings)?;
-    checked.add(money::check(conn, chunk, &entry_kinds, findings)?);
-    let watermarks = report.watermarks.clone();
-    let charges = report.charge_events_checked;
-    checked.add(events::check(conn, chunk, &watermarks, charges, findings)?);
-    Ok(checked)
-}
-
-/// The chunk starting at `first`: up to the `size`-th buyer with a balance row from there (the
-/// last chunk runs to the end of the id space, so every row of every table is in some chunk).
-fn next_chunk(conn: &mut MysqlConnection, first: i64, size: i64) -> QueryResult<Chunk> {
-    #[derive(QueryableByName)]
-    struct Bound {
-        #[diesel(sql_type = BigInt)]
-        buyer_id: i64,
-    }
-    let bound: Option<Bound> = diesel::sql_query(
-        "SELECT buyer_id FROM balances WHERE buyer_id >= ? ORDER BY buyer_id LIMIT 1 OFFSET ?",
-    )
-    .bind::<BigInt, _>(first)
-    .bind::<BigInt, _>(size.max(1) - 1)
-    .get_result(conn)
-    .optional()?;
-    Ok(Chunk {
-        first,
-        last: bound.map_or(i64::MAX, |b| b.buyer_id),
-    })
 }
 
 fn count_buyers(conn: &mut MysqlConnection, buyer: Option<i64>) -> QueryResult<u64> {

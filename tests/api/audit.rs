@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
-use payment_engine::audit::{AuditOptions, ChargeEvents, Report, audit};
+use payment_engine::audit::{AuditOptions, ChargeEvents, Report, audit, audit_with_jobs};
 
 use crate::helpers::{TestApp, int, order_row};
 
@@ -68,6 +68,41 @@ pub fn audit_of(conn: &mut MysqlConnection, buyer: Option<i64>, charges: ChargeE
     options.charge_events = charges;
     options.chunk_buyers = 3; // several chunks even in a small database
     audit(conn, &options, &mut |_| {}).expect("the audit runs")
+}
+
+/// The whole database audited by `jobs` chunk workers (three buyers per chunk), each further
+/// worker on its own connection to `url`, listing at most `max_findings`.
+pub fn audit_in_parallel(
+    conn: &mut MysqlConnection,
+    url: &str,
+    jobs: usize,
+    max_findings: usize,
+) -> Report {
+    let mut options = AuditOptions::new(
+        payment_engine::config::Settings::defaults()
+            .buyers
+            .max_balance
+            .get(),
+    );
+    options.chunk_buyers = 3;
+    options.jobs = jobs;
+    options.max_findings = max_findings;
+    let connect = || MysqlConnection::establish(url).map_err(|e| anyhow::anyhow!("{e}"));
+    audit_with_jobs(conn, connect, &options, &mut |_| {}).expect("the audit runs")
+}
+
+/// Two reports of one database say the same (all but how long they took).
+#[track_caller]
+pub fn assert_same_report(one: &Report, other: &Report) {
+    assert_eq!(one.findings.kept, other.findings.kept);
+    assert_eq!(one.findings.counts, other.findings.counts);
+    assert_eq!(one.checked, other.checked);
+    assert_eq!(one.chunks, other.chunks);
+    assert_eq!(one.charge_events_checked, other.charge_events_checked);
+    assert_eq!(
+        format!("{:?}", one.watermarks),
+        format!("{:?}", other.watermarks)
+    );
 }
 
 /// The kinds found per buyer (findings without a buyer under 0).

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use payment_engine::audit::{ChargeEvents, FindingKind};
 
-use super::{Buyer, audit_of, cancel, charged, kinds_by_buyer, paid, plant, refund};
+use super::{
+    Buyer, assert_same_report, audit_in_parallel, audit_of, cancel, charged, kinds_by_buyer, paid,
+    plant, refund,
+};
 use crate::helpers::{TestApp, spawn_app};
 
 /// How a buyer starts before the plant.
@@ -279,6 +282,31 @@ async fn every_planted_inconsistency_is_found_and_named_on_its_buyer_only() {
             "no plant makes the audit name {}",
             kind.name()
         );
+    }
+    parallel_workers_report_what_one_does(&app, &mut conn);
+}
+
+/// Chunk workers on their own connections: the same report as one worker's, every finding
+/// listed or only the first few (which few must not depend on which chunk finished first).
+fn parallel_workers_report_what_one_does(app: &TestApp, conn: &mut diesel::MysqlConnection) {
+    let url = app.db.url();
+    for max_findings in [1_000, 5] {
+        let one = audit_in_parallel(conn, &url, 1, max_findings);
+        assert!(
+            one.chunks > 4,
+            "enough chunks for four workers: {}",
+            one.chunks
+        );
+        let listed = one.findings.kept.len() as u64;
+        assert_eq!(
+            one.findings.truncated(),
+            max_findings == 5,
+            "{listed} listed"
+        );
+        for jobs in [2, 4] {
+            let many = audit_in_parallel(conn, &url, jobs, max_findings);
+            assert_same_report(&one, &many);
+        }
     }
 }
 
