@@ -597,7 +597,7 @@ export function verifyLedger(buyerId) {
         else if (paidOrders.has(e.orderId)) errors.push(`order ${e.orderId} paid twice (v${paidOrders.get(e.orderId).version}, v${e.version})`);
         else paidOrders.set(e.orderId, e);
       }
-      if (e.kind === 'REFUND' && (!(e.amount > 0) || !e.orderId || !e.paymentId || !e.refundId)) {
+      if (e.kind === 'REFUND' && (!(e.amount > 0) || !e.orderId || !e.paymentId)) {
         errors.push(`v${e.version}: malformed refund entry`);
       }
       sum += e.amount;
