@@ -80,7 +80,8 @@ impl Generator {
         };
         let left = payment.amount - payment.refunded;
         let amount = match (left, self.rng.random_bool(0.4)) {
-            (0, _) => 1,
+            // A stale view of a payment refunded in full (or past it, by a broken refund).
+            (..=0, _) => 1,
             (_, true) => left,
             (_, false) => self.rng.random_range(1..=left),
         };
