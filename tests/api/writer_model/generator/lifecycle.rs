@@ -198,7 +198,7 @@ fn refundable(draft: &Draft<'_>) -> Vec<Refundable> {
         .model
         .payments()
         .map(|p| {
-            let in_batch = draft.ops.iter().filter_map(|op| match &op.command {
+            let mut in_batch = draft.ops.iter().filter_map(|op| match &op.command {
                 WriteCommand::Refund(refund) if refund.row.payment_id == p.id => {
                     Some(refund.refunded_after)
                 }
@@ -210,7 +210,7 @@ fn refundable(draft: &Draft<'_>) -> Vec<Refundable> {
                 buyer_id: p.buyer_id,
                 amount: p.amount,
                 committed: p.refunded_amount,
-                refunded: in_batch.last().unwrap_or(p.refunded_amount),
+                refunded: in_batch.next_back().unwrap_or(p.refunded_amount),
             }
         })
         .collect()
