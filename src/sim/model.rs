@@ -1,5 +1,5 @@
 //! An in-memory model of what the group-commit writer (`db::writer::commit_batch`) does to the
-//! six tables it touches, for the simulation to run the protocol against without a database.
+//! seven tables it touches, for the simulation to run the protocol against without a database.
 //!
 //! The contract it implements, as the real writer on MariaDB keeps it:
 //! - A balance write commits only if the row is at the `expected` fence (version, token), or
@@ -7,6 +7,13 @@
 //!   so are the buyer's later writes in the batch that were fenced on it.
 //! - A payment moves its order from PENDING to PAID once: another buyer's or an unknown order
 //!   is [`OrderNotFound`](crate::db::writer::Rejection::OrderNotFound), a paid one [`OrderAlreadyPaid`](crate::db::writer::Rejection::OrderAlreadyPaid).
+//!   A payment of a CANCELLED order is [`OrderCancelled`](crate::db::writer::Rejection::OrderCancelled).
+//! - A cancellation moves a PENDING order of its buyer to CANCELLED; a paid (or refunded) one
+//!   is `OrderAlreadyPaid`, a cancelled one `StaleFence` (decided again), another buyer's or an
+//!   unknown one `OrderNotFound`. A refund moves its payment's refunded total from
+//!   `refunded_before` (which the payment must still show, or `StaleFence`; another buyer's or
+//!   an unknown payment is `PaymentNotFound`) to `refunded_after`, within the payment's amount
+//!   (a CHECK), and sets its order's status; its refunds row is stored with its ledger entry.
 //! - An Idempotency-Key is unique unless its record has expired (then it is replaced); a live
 //!   record refuses the write with [`IdempotencyKeyUsed`](crate::db::writer::Rejection::IdempotencyKeyUsed), whatever the fingerprint
 //!   and whichever buyer holds it. Checks run in that order: key, order, fence.
@@ -23,7 +30,7 @@
 use chrono::NaiveDateTime;
 
 use crate::db::models::{
-    BalanceRow, IdempotencyRow, LedgerRow, OrderRow, OutboxEventRow, PaymentRow,
+    BalanceRow, IdempotencyRow, LedgerRow, OrderRow, OutboxEventRow, PaymentRow, RefundRow,
 };
 use crate::db::writer::{BalanceChange, Fence, WriteCommand, WriteOp, WriteResult};
 
@@ -53,13 +60,14 @@ impl ModelError {
     }
 }
 
-/// Every row of the six tables, each table in primary key order.
+/// Every row of the seven tables, each table in primary key order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rows {
     pub balances: Vec<BalanceRow>,
     pub ledger_entries: Vec<LedgerRow>,
     pub orders: Vec<OrderRow>,
     pub payments: Vec<PaymentRow>,
+    pub refunds: Vec<RefundRow>,
     pub idempotency_keys: Vec<IdempotencyRow>,
     pub outbox_events: Vec<OutboxEventRow>,
 }
@@ -115,6 +123,15 @@ impl ModelDb {
     /// Every payment, by id.
     pub fn payments(&self) -> impl Iterator<Item = &PaymentRow> {
         self.tables.payments.values()
+    }
+
+    pub fn find_payment(&self, payment_id: i64) -> Option<&PaymentRow> {
+        self.tables.payments.get(&payment_id)
+    }
+
+    /// Every refund, by id.
+    pub fn refunds(&self) -> impl Iterator<Item = &RefundRow> {
+        self.tables.refunds.values()
     }
 
     /// The buyer's ledger entries, oldest first.
@@ -192,6 +209,7 @@ impl ModelDb {
             ledger_entries: t.ledger.values().cloned().collect(),
             orders: t.orders.values().cloned().collect(),
             payments: t.payments.values().cloned().collect(),
+            refunds: t.refunds.values().cloned().collect(),
             idempotency_keys: t.idempotency.values().cloned().collect(),
             outbox_events: t.outbox.values().cloned().collect(),
         }

@@ -1,7 +1,7 @@
 //! The writer's model against the real writer: the same seeded random batches, refusals and
 //! failing batches included, go to `db::writer::commit_batch` on a fresh MariaDB database and
 //! to `sim::model::ModelDb`. After every batch the per-write results (or the batch's error)
-//! must be identical, and so must every column of every row of the six tables.
+//! must be identical, and so must every column of every row of the seven tables.
 //!
 //! A failing seed replays alone:
 //! `WRITER_MODEL_SEED=<seed> cargo nextest run -E 'test(/writer_model/)'`.
@@ -14,10 +14,10 @@ use std::fmt::Debug;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use payment_engine::db::models::{
-    BalanceRow, IdempotencyRow, LedgerRow, OrderRow, OutboxEventRow, PaymentRow,
+    BalanceRow, IdempotencyRow, LedgerRow, OrderRow, OutboxEventRow, PaymentRow, RefundRow,
 };
 use payment_engine::db::schema::{
-    balances, idempotency_keys, ledger_entries, orders, outbox_events, payments,
+    balances, idempotency_keys, ledger_entries, orders, outbox_events, payments, refunds,
 };
 use payment_engine::db::writer::{self, Fence, Rejection, WriteCommand, WriteOp, WriteResult};
 use payment_engine::db::{ensure_database, run_migrations};
@@ -32,7 +32,7 @@ const MIN_BATCHES_WITH_REFUSALS: usize = 300;
 const BATCHES_WITH_REFUSALS: &str = "batches with a refusal or an error";
 
 /// Outcomes the generator must have produced over all seeds, or the test proves little.
-const REQUIRED: [&str; 16] = [
+const REQUIRED: [&str; 27] = [
     "stale fence",
     "stale fence: fenced on a refused write",
     "order not found: unknown order",
@@ -49,6 +49,17 @@ const REQUIRED: [&str; 16] = [
     "batch failed: duplicate entry in outbox_events for key 'outbox_events_event_id'",
     "batch failed: CONSTRAINT `balances_balance_not_negative` failed",
     "batch failed: CONSTRAINT `ledger_balance_after_not_negative` failed",
+    "batch failed: CONSTRAINT `payments_refunded_within_amount` failed",
+    "batch failed: duplicate entry in refunds for key 'PRIMARY'",
+    "cancel committed",
+    "cancel: order already paid",
+    "cancel: stale (cancelled already)",
+    "cancel: order not found",
+    "refund committed: partial",
+    "refund committed: full",
+    "refund: stale refunded total",
+    "refund: payment not found",
+    "order cancelled",
 ];
 
 /// How often each outcome was seen.
@@ -173,6 +184,11 @@ fn real_rows(conn: &mut MysqlConnection) -> Rows {
             .select(PaymentRow::as_select())
             .load(conn)
             .expect("reading payments"),
+        refunds: refunds::table
+            .order(refunds::id)
+            .select(RefundRow::as_select())
+            .load(conn)
+            .expect("reading refunds"),
         idempotency_keys: idempotency_keys::table
             .select(IdempotencyRow::as_select())
             .load(conn)
@@ -199,6 +215,7 @@ fn assert_same_rows(real: &Rows, model: &Rows, context: &str) {
     );
     same_table("orders", &real.orders, &model.orders, context);
     same_table("payments", &real.payments, &model.payments, context);
+    same_table("refunds", &real.refunds, &model.refunds, context);
     same_table(
         "idempotency_keys",
         &real.idempotency_keys,
@@ -254,6 +271,10 @@ fn tally_outcome(
         count(tally, BATCHES_WITH_REFUSALS);
     }
     for (index, (op, result)) in ops.iter().zip(results).enumerate() {
+        if let Some(outcome) = lifecycle_outcome(op, result) {
+            count(tally, outcome);
+            continue;
+        }
         let outcome = match result {
             WriteResult::Committed if replaces_expired_key(before, op, now) => {
                 "expired key replaced"
@@ -285,6 +306,32 @@ fn tally_outcome(
         };
         count(tally, outcome);
     }
+}
+
+/// What a cancellation or a refund ran into; `None` for other writes.
+fn lifecycle_outcome(op: &WriteOp, result: &WriteResult) -> Option<&'static str> {
+    Some(match (&op.command, result) {
+        (WriteCommand::Cancel { .. }, WriteResult::Committed) => "cancel committed",
+        (WriteCommand::Cancel { .. }, WriteResult::Rejected(rejection)) => match rejection {
+            Rejection::OrderAlreadyPaid => "cancel: order already paid",
+            Rejection::StaleFence => "cancel: stale (cancelled already)",
+            Rejection::OrderNotFound => "cancel: order not found",
+            _ => return None,
+        },
+        (WriteCommand::Refund(refund), WriteResult::Committed) => {
+            match refund.order_status == payment_engine::domain::OrderStatus::Refunded {
+                true => "refund committed: full",
+                false => "refund committed: partial",
+            }
+        }
+        (WriteCommand::Refund(_), WriteResult::Rejected(Rejection::StaleFence)) => {
+            "refund: stale refunded total"
+        }
+        (WriteCommand::Refund(_), WriteResult::Rejected(Rejection::PaymentNotFound)) => {
+            "refund: payment not found"
+        }
+        _ => return None,
+    })
 }
 
 fn count(tally: &mut Tally, outcome: &str) {

@@ -12,7 +12,7 @@ use super::ModelError;
 use super::tables::Tables;
 use super::writer::{
     balance_change, balance_groups, balance_update, insert_committed_rows, insert_new_orders,
-    is_contiguous_chain, is_refusal, new_balance,
+    is_contiguous_chain, is_refusal, new_balance, try_refund,
 };
 use crate::db::models::{IdempotencyRow, PaymentRow};
 use crate::db::writer::{WriteCommand, WriteOp, WriteResult};
@@ -46,6 +46,7 @@ pub(super) fn try_commit(
     let outcome = t.atomically(|t| {
         insert_new_orders(t, ops)?;
         insert_idempotency_records(t, ops, now)?;
+        cancel_orders_and_refund(t, ops)?;
         mark_orders_paid(t, ops)?;
         write_balances(t, ops, &groups, now)?;
         let all = vec![WriteResult::Committed; ops.len()];
@@ -80,6 +81,24 @@ fn insert_idempotency_records(
     let keys: Vec<&str> = records.iter().map(|r| r.idempotency_key.as_str()).collect();
     t.delete_expired_keys(&keys, now);
     t.insert_keys(&records)?;
+    Ok(())
+}
+
+/// Cancellations and refunds, one statement each, in submission order.
+fn cancel_orders_and_refund(t: &mut Tables, ops: &[WriteOp]) -> Result<(), Failure> {
+    for op in ops {
+        let applied = match &op.command {
+            &WriteCommand::Cancel {
+                order_id,
+                cancelled_at,
+            } => t.cancel_order(op.buyer_id, order_id, cancelled_at),
+            WriteCommand::Refund(refund) => try_refund(t, op.buyer_id, refund)?,
+            _ => true,
+        };
+        if !applied {
+            return Err(Failure::Refused);
+        }
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The six tables the writer touches, as ordered maps, with the keys and CHECK constraints the
+//! The seven tables the writer touches, as ordered maps, with the keys and CHECK constraints the
 //! migrations declare, and an undo journal: a statement, a savepoint and the transaction are
 //! all "roll back to a mark".
 //!
@@ -13,12 +13,16 @@ use chrono::NaiveDateTime;
 use super::ModelError;
 use crate::db::models::{
     BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, OutboxEventRow, PaymentRow,
+    RefundRow,
 };
 use crate::db::outbox::OutboxStatus;
 use crate::db::writer::Fence;
 use crate::domain::{EntryKind, OrderStatus};
 
 /// The status a new outbox row gets from its column default.
+mod lifecycle;
+use lifecycle::check_payment;
+
 const OUTBOX_DEFAULT_STATUS: OutboxStatus = OutboxStatus::Pending;
 
 /// What undoes one change.
@@ -28,6 +32,9 @@ enum Undo {
     Ledger((i64, i64)),
     Order(i64, Option<OrderRow>),
     Payment(i64),
+    /// A payment's row as it was before a refund changed its refunded total.
+    Refunded(PaymentRow),
+    Refund(i64),
     Idempotency(String, Option<IdempotencyRow>),
     Outbox(i64),
 }
@@ -48,6 +55,7 @@ pub(super) struct Tables {
     pub ledger: BTreeMap<(i64, i64), LedgerRow>,
     pub orders: BTreeMap<i64, OrderRow>,
     pub payments: BTreeMap<i64, PaymentRow>,
+    pub refunds: BTreeMap<i64, RefundRow>,
     pub idempotency: BTreeMap<String, IdempotencyRow>,
     pub outbox: BTreeMap<i64, OutboxEventRow>,
     /// The unique key `payments_order`.
@@ -96,6 +104,12 @@ impl Tables {
                     if let Some(payment) = self.payments.remove(&id) {
                         self.paid_orders.remove(&payment.order_id);
                     }
+                }
+                Undo::Refunded(row) => {
+                    self.payments.insert(row.id, row);
+                }
+                Undo::Refund(id) => {
+                    self.refunds.remove(&id);
                 }
                 Undo::Idempotency(key, row) => restore(&mut self.idempotency, key, row),
                 Undo::Outbox(seq) => {
@@ -148,22 +162,6 @@ impl Tables {
             matched += 1;
         }
         matched
-    }
-
-    /// `UPDATE orders SET status = 'CANCELLED', cancelled_at = ? WHERE id = ? AND buyer_id = ?
-    /// AND status = 'PENDING'`; whether it matched.
-    pub fn cancel_order(&mut self, buyer_id: i64, order_id: i64, at: NaiveDateTime) -> bool {
-        let Some(order) = self.orders.get(&order_id) else {
-            return false;
-        };
-        if order.buyer_id != buyer_id || !has_status(order, OrderStatus::Pending) {
-            return false;
-        }
-        let mut cancelled = order.clone();
-        set_status(&mut cancelled, OrderStatus::Cancelled);
-        cancelled.cancelled_at = Some(at);
-        self.put_order(cancelled);
-        true
     }
 
     /// `DELETE FROM idempotency_keys WHERE idempotency_key IN (..) AND expires_at <= now`
@@ -269,6 +267,7 @@ impl Tables {
     pub fn insert_payments(&mut self, rows: &[&PaymentRow]) -> Result<(), ModelError> {
         self.atomically(|t| {
             for row in rows {
+                check_payment(row)?;
                 if t.payments.contains_key(&row.id) {
                     return Err(ModelError::duplicate("payments", "PRIMARY"));
                 }

@@ -12,7 +12,7 @@ use super::ModelError;
 use super::bulk;
 use super::tables::{BalanceUpdate, Tables, has_status};
 use crate::db::models::{
-    BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow,
+    BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow, RefundRow,
 };
 use crate::db::writer::{
     BalanceChange, Fence, RefundWrite, Rejection, WriteCommand, WriteOp, WriteResult,
@@ -208,8 +208,10 @@ fn apply_writes(
         if let Some(record) = &op.idempotency {
             insert_idempotency_record(t, record, now)?;
         }
-        if let WriteCommand::Pay { payment, .. } = &op.command {
-            mark_order_paid(t, payment)?;
+        match &op.command {
+            WriteCommand::Pay { payment, .. } => mark_order_paid(t, payment)?,
+            WriteCommand::Refund(refund) => refund_payment(t, op.buyer_id, refund)?,
+            _ => {}
         }
     }
     let (Some(first), Some(last)) = (
@@ -244,14 +246,44 @@ fn mark_order_paid(t: &mut Tables, payment: &PaymentRow) -> Result<(), GroupErro
         return Ok(());
     }
     let rejection = match t.orders.get(&payment.order_id) {
-        Some(order)
-            if order.buyer_id == payment.buyer_id && has_status(order, OrderStatus::Paid) =>
-        {
+        Some(order) if order.buyer_id == payment.buyer_id && order.status.is_paid() => {
             Rejection::OrderAlreadyPaid
+        }
+        Some(order)
+            if order.buyer_id == payment.buyer_id && has_status(order, OrderStatus::Cancelled) =>
+        {
+            Rejection::OrderCancelled
         }
         _ => Rejection::OrderNotFound,
     };
     Err(GroupError::Rejected(rejection))
+}
+
+/// The real writer's `lifecycle::try_refund`: the payment fenced on the refunded total the
+/// refund was decided on, then its order's status; whether the payment was as expected.
+pub(super) fn try_refund(
+    t: &mut Tables,
+    buyer_id: i64,
+    refund: &RefundWrite,
+) -> Result<bool, ModelError> {
+    let (before, after) = (refund.refunded_before, refund.refunded_after);
+    if !t.refund_payment(buyer_id, refund.row.payment_id, before, after)? {
+        return Ok(false);
+    }
+    t.set_order_status(buyer_id, refund.row.order_id, refund.order_status);
+    Ok(true)
+}
+
+fn refund_payment(t: &mut Tables, buyer_id: i64, refund: &RefundWrite) -> Result<(), GroupError> {
+    if try_refund(t, buyer_id, refund)? {
+        return Ok(());
+    }
+    Err(GroupError::Rejected(
+        match t.payments.get(&refund.row.payment_id) {
+            Some(payment) if payment.buyer_id == buyer_id => Rejection::StaleFence,
+            _ => Rejection::PaymentNotFound,
+        },
+    ))
 }
 
 fn write_balance(
@@ -303,6 +335,7 @@ pub(super) fn insert_committed_rows(
 ) -> Result<(), ModelError> {
     let mut entries: Vec<&LedgerRow> = Vec::new();
     let mut paid: Vec<&PaymentRow> = Vec::new();
+    let mut refunded: Vec<&RefundRow> = Vec::new();
     let mut events: Vec<&NewOutboxEvent> = Vec::new();
     for (op, _) in ops
         .iter()
@@ -316,7 +349,10 @@ pub(super) fn insert_committed_rows(
                 entries.push(&change.entry);
                 paid.push(payment);
             }
-            WriteCommand::Refund(refund) => entries.push(&refund.change.entry),
+            WriteCommand::Refund(refund) => {
+                entries.push(&refund.change.entry);
+                refunded.push(&refund.row);
+            }
             WriteCommand::CreateOrder(_) | WriteCommand::Cancel { .. } => {}
         }
     }
@@ -324,6 +360,7 @@ pub(super) fn insert_committed_rows(
     // and takes no `seq`.
     t.insert_ledger(&entries)?;
     t.insert_payments(&paid)?;
+    t.insert_refunds(&refunded)?;
     t.insert_events(&events)
 }
 

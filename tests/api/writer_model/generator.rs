@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod breakers;
 mod build;
+mod lifecycle;
 
 use breakers::BREAKERS;
 
@@ -35,9 +36,13 @@ enum Action {
     ReuseKeyOtherFingerprint,
     KeyExpiredAtOnce,
     KeyedOrderCreation,
+    Cancel,
+    Refund,
+    StaleRefund,
+    MisdirectedRefund,
 }
 
-const ACTIONS: [(Action, u32); 11] = [
+const ACTIONS: [(Action, u32); 15] = [
     (Action::Charge, 25),
     (Action::Pay, 20),
     (Action::CreateOrder, 15),
@@ -49,6 +54,10 @@ const ACTIONS: [(Action, u32); 11] = [
     (Action::ReuseKeyOtherFingerprint, 4),
     (Action::KeyExpiredAtOnce, 2),
     (Action::KeyedOrderCreation, 2),
+    (Action::Cancel, 7),
+    (Action::Refund, 9),
+    (Action::StaleRefund, 3),
+    (Action::MisdirectedRefund, 3),
 ];
 
 /// A buyer actor's cached state.
@@ -65,6 +74,7 @@ pub struct Generator {
     views: BTreeMap<i64, View>,
     next_order: i64,
     next_payment: i64,
+    next_refund: i64,
     next_key: u64,
     /// Every (key, fingerprint) generated so far (a few were replaced before they were sent).
     keys: Vec<(String, String)>,
@@ -85,6 +95,7 @@ impl Generator {
             views: BTreeMap::new(),
             next_order: 1,
             next_payment: 1,
+            next_refund: 1,
             next_key: 1,
             keys: Vec::new(),
             clock: chrono::DateTime::from_timestamp(1_900_000_000, 0)
@@ -210,6 +221,11 @@ impl Generator {
                 let same = matches!(action, Action::ReuseKeySameFingerprint);
                 self.add_reused_key(draft, buyer, same);
             }
+            Action::Cancel => self.add_cancel(draft, buyer),
+            Action::Refund | Action::StaleRefund => {
+                self.add_refund(draft, buyer, matches!(action, Action::StaleRefund))
+            }
+            Action::MisdirectedRefund => self.add_misdirected_refund(draft, buyer),
             Action::KeyExpiredAtOnce => {
                 // Two writes with one key, the first record expired as it is written.
                 let mut record = self.fresh_key(draft, buyer);

@@ -14,14 +14,16 @@ pub(super) enum Breaker {
     DuplicateEventId,
     DuplicatePaymentId,
     RepeatedLedgerVersion,
+    BrokenRefund,
 }
 
-pub(super) const BREAKERS: [Breaker; 5] = [
+pub(super) const BREAKERS: [Breaker; 6] = [
     Breaker::DuplicateOrderId,
     Breaker::Overdraft,
     Breaker::DuplicateEventId,
     Breaker::DuplicatePaymentId,
     Breaker::RepeatedLedgerVersion,
+    Breaker::BrokenRefund,
 ];
 
 impl Generator {
@@ -32,6 +34,7 @@ impl Generator {
             Breaker::DuplicateEventId => self.add_duplicate_event_id(draft, buyer),
             Breaker::DuplicatePaymentId => self.add_duplicate_payment_id(draft, buyer),
             Breaker::RepeatedLedgerVersion => self.add_repeated_ledger_version(draft, buyer),
+            Breaker::BrokenRefund => self.add_broken_refund(draft, buyer),
         }
     }
 
