@@ -7,6 +7,9 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
+use payment_engine::db::models::RefundRow;
+use payment_engine::db::schema::refunds;
+
 use super::app::{TestDatabase, admin_conn};
 
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
@@ -65,24 +68,6 @@ pub struct OrderSql {
 pub struct PaymentSql {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub order_id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub buyer_id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub amount: i64,
-    #[diesel(sql_type = BigInt)]
-    pub balance_after: i64,
-    #[diesel(sql_type = BigInt)]
-    pub ledger_version: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
-pub struct RefundSql {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub payment_id: i64,
     #[diesel(sql_type = BigInt)]
     pub order_id: i64,
     #[diesel(sql_type = BigInt)]
@@ -185,15 +170,13 @@ pub fn payments_for_order(conn: &mut MysqlConnection, order: i64) -> Vec<Payment
 }
 
 /// The refunds row `refund`, if any.
-pub fn refund_row(conn: &mut MysqlConnection, refund: i64) -> Option<RefundSql> {
-    diesel::sql_query(
-        "SELECT id, payment_id, order_id, buyer_id, amount, balance_after, ledger_version \
-         FROM refunds WHERE id = ?",
-    )
-    .bind::<BigInt, _>(refund)
-    .get_result(conn)
-    .optional()
-    .expect("reading refunds")
+pub fn refund_row(conn: &mut MysqlConnection, refund: i64) -> Option<RefundRow> {
+    refunds::table
+        .find(refund)
+        .select(RefundRow::as_select())
+        .first(conn)
+        .optional()
+        .expect("reading refunds")
 }
 
 /// Holds an exclusive lock on a buyer's `balances` row, in an open transaction, until released
