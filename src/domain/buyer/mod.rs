@@ -300,7 +300,22 @@ impl BuyerState {
             self.keys.finish(record, committed);
         }
         let order = match pending.tracked {
-            Tracked::Payment { order_id } => Some((order_id, OrderFate::Paid)),
+            Tracked::Payment {
+                order_id,
+                payment_id,
+                amount,
+            } => {
+                // Refunds of a payment just made are decided without reading it back.
+                if committed {
+                    let known = KnownPayment::Refundable {
+                        order_id,
+                        amount,
+                        refunded: Points::ZERO,
+                    };
+                    self.payments.remember(payment_id, known);
+                }
+                Some((order_id, OrderFate::Paid))
+            }
             Tracked::Cancellation { order_id } => Some((order_id, OrderFate::Cancelled)),
             Tracked::OrderCreation {
                 order_id,

@@ -275,8 +275,16 @@ impl PlannedWrite {
     pub fn pending(&self) -> PendingWrite {
         let tracked = match &self.kind {
             WriteKind::Charge(_) => Tracked::Balance,
-            WriteKind::Pay { order_id, .. } => Tracked::Payment {
+            WriteKind::Pay {
+                change,
+                order_id,
+                payment_id,
+            } => Tracked::Payment {
                 order_id: *order_id,
+                payment_id: *payment_id,
+                amount: Points::ZERO
+                    .checked_sub(change.movement.amount)
+                    .expect("a payment moves a positive amount out"),
             },
             WriteKind::CreateOrder {
                 order_id,
@@ -306,6 +314,8 @@ pub enum Tracked {
     Balance,
     Payment {
         order_id: OrderId,
+        payment_id: PaymentId,
+        amount: Points,
     },
     OrderCreation {
         order_id: OrderId,

@@ -13,14 +13,16 @@ use diesel::query_builder::SqlQuery;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Datetime, Text};
 
+use super::tx;
 use super::{
     BalanceChange, WriteCommand, WriteOp, WriteResult, balance_groups, insert_committed_rows,
     insert_new_orders, is_contiguous_chain, is_refusal, not_owned,
 };
-use super::{lifecycle, tx};
 use crate::db::models::{BalanceRow, IdempotencyRow, PaymentRow};
 use crate::db::schema::{balances, idempotency_keys};
 use crate::domain::OrderStatus;
+
+mod lifecycle;
 
 /// Something in the batch was refused; roll back and apply it checked.
 struct Refused;
@@ -65,7 +67,8 @@ pub(super) fn try_commit(
         }
         insert_new_orders(conn, ops, &all)?;
         insert_idempotency_records(conn, ops, now)?;
-        cancel_orders_and_refund(conn, ops)?;
+        lifecycle::cancel_orders(conn, ops)?;
+        lifecycle::refund_payments(conn, ops)?;
         mark_orders_paid(conn, ops)?;
         write_balances(conn, ops, &groups, now)?;
         insert_committed_rows(conn, ops, &all)?;
@@ -115,24 +118,6 @@ fn insert_idempotency_records(
     diesel::insert_into(idempotency_keys::table)
         .values(records)
         .execute(conn)?;
-    Ok(())
-}
-
-/// Cancellations and refunds, one statement each: they are rare beside charges and payments.
-fn cancel_orders_and_refund(conn: &mut MysqlConnection, ops: &[WriteOp]) -> Result<(), Failure> {
-    for op in ops {
-        let applied = match &op.command {
-            &WriteCommand::Cancel {
-                order_id,
-                cancelled_at,
-            } => lifecycle::try_cancel(conn, op.buyer_id, order_id, cancelled_at)?,
-            WriteCommand::Refund(refund) => lifecycle::try_refund(conn, op.buyer_id, refund)?,
-            _ => true,
-        };
-        if !applied {
-            return Err(Failure::Refused);
-        }
-    }
     Ok(())
 }
 
