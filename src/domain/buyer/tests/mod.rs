@@ -164,6 +164,8 @@ mod idempotency;
 
 mod paying_orders;
 
+mod refunds;
+
 mod requests;
 
 mod sim_db;
