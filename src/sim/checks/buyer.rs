@@ -17,16 +17,26 @@ struct Moved {
     payments: BTreeMap<i64, Vec<(i64, i64)>>,
     /// The refund entries, by refund id.
     refunds: BTreeMap<i64, LedgerRow>,
+    /// What the refund entries gave back, by payment and by order (summed once: the checks
+    /// run after every step).
+    refunded_payments: BTreeMap<i64, i64>,
+    refunded_orders: BTreeMap<i64, i64>,
 }
 
 impl Moved {
-    /// What the refund entries gave back of `payment_id`.
-    fn refunded(&self, payment_id: i64) -> i64 {
-        let entries = self.refunds.values();
-        entries
-            .filter(|entry| entry.payment_id == Some(payment_id))
-            .map(|entry| entry.amount)
-            .sum()
+    fn refund(
+        &mut self,
+        refund_id: i64,
+        order_id: i64,
+        payment_id: i64,
+        entry: &LedgerRow,
+    ) -> Result<(), String> {
+        if self.refunds.insert(refund_id, entry.clone()).is_some() {
+            return Err(format!("refund {refund_id} has two ledger entries"));
+        }
+        *self.refunded_payments.entry(payment_id).or_default() += entry.amount;
+        *self.refunded_orders.entry(order_id).or_default() += entry.amount;
+        Ok(())
     }
 }
 
@@ -90,10 +100,8 @@ fn walk_ledger(db: &ModelDb, buyer: BuyerId) -> Result<(Moved, i64), String> {
                 let paid = (payment, -entry.amount);
                 moved.payments.entry(order).or_default().push(paid);
             }
-            (EntryKind::Refund, (Some(_), Some(_), Some(refund))) if entry.amount > 0 => {
-                if moved.refunds.insert(refund, entry.clone()).is_some() {
-                    return Err(format!("refund {refund} has two ledger entries"));
-                }
+            (EntryKind::Refund, (Some(order), Some(payment), Some(refund))) if entry.amount > 0 => {
+                moved.refund(refund, order, payment, entry)?;
             }
             _ => return Err(format!("buyer {buyer}: malformed entry {entry:?}")),
         }
@@ -110,7 +118,11 @@ fn check_payments(db: &ModelDb, buyer: BuyerId, moved: &Moved) -> Result<(), Str
         if !entries.is_some_and(|paid| paid.contains(&(payment.id, payment.amount))) {
             return Err(format!("payment {payment:?} has no matching ledger entry"));
         }
-        let refunded = moved.refunded(payment.id);
+        let refunded = moved
+            .refunded_payments
+            .get(&payment.id)
+            .copied()
+            .unwrap_or(0);
         if refunded != payment.refunded_amount || refunded > payment.amount {
             return Err(format!(
                 "payment {payment:?}: its refund entries give back {refunded}"
@@ -152,12 +164,7 @@ fn check_payments(db: &ModelDb, buyer: BuyerId, moved: &Moved) -> Result<(), Str
 fn check_orders(db: &ModelDb, buyer: BuyerId, mut moved: Moved) -> Result<(), String> {
     for order in db.orders_of(buyer.get()) {
         let payments = moved.payments.remove(&order.id).unwrap_or_default();
-        let refunded: i64 = moved
-            .refunds
-            .values()
-            .filter(|entry| entry.order_id == Some(order.id))
-            .map(|entry| entry.amount)
-            .sum();
+        let refunded = moved.refunded_orders.get(&order.id).copied().unwrap_or(0);
         let paid = match payments.as_slice() {
             [] => None,
             [(_, amount)] => Some(*amount),
