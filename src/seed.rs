@@ -113,7 +113,7 @@ impl DemoBuyer {
             version: 2,
             paid_at: self.at,
         };
-        Ok(events::payment_completed(&receipt))
+        Ok(events::payment_completed(&receipt, uuid::Uuid::now_v7()))
     }
 }
 

@@ -158,12 +158,23 @@ pub struct OrderCancelled {
 /// The event `write` emits, committed with it: payments, refunds and cancellations always,
 /// charges when `charge_events` is on.
 pub fn of_write(write: &PlannedWrite, charge_events: bool) -> Option<NewOutboxEvent> {
+    of_write_as(write, charge_events, Uuid::now_v7())
+}
+
+/// [`of_write`] with the event's id given: the deterministic simulation (`crate::sim`) builds
+/// the very same events with ids drawn from its seed, so a seed replays exactly.
+pub fn of_write_as(
+    write: &PlannedWrite,
+    charge_events: bool,
+    event_id: Uuid,
+) -> Option<NewOutboxEvent> {
     match (&write.kind, &write.receipt) {
-        (_, Receipt::Paid(receipt)) => Some(payment_completed(receipt)),
+        (_, Receipt::Paid(receipt)) => Some(payment_completed(receipt, event_id)),
         (WriteKind::Refund { refund, .. }, Receipt::Refunded(receipt)) => Some(payment_refunded(
             receipt,
             refund.refunded_after,
             refund.payment_amount,
+            event_id,
         )),
         (
             WriteKind::Cancel {
@@ -176,14 +187,17 @@ pub fn of_write(write: &PlannedWrite, charge_events: bool) -> Option<NewOutboxEv
             write.buyer.get(),
             *total_price,
             write.at,
+            event_id,
         )),
-        (_, Receipt::Charged(receipt)) if charge_events => Some(points_charged(receipt, write.at)),
+        (_, Receipt::Charged(receipt)) if charge_events => {
+            Some(points_charged(receipt, write.at, event_id))
+        }
         _ => None,
     }
 }
 
-/// The outbox row of a payment.
-pub fn payment_completed(receipt: &PaymentReceipt) -> NewOutboxEvent {
+/// The outbox row of a payment, as event `event_id`.
+pub fn payment_completed(receipt: &PaymentReceipt, event_id: Uuid) -> NewOutboxEvent {
     let data = PaymentCompleted {
         payment_id: receipt.payment_id.get(),
         order_id: receipt.order_id.get(),
@@ -193,12 +207,8 @@ pub fn payment_completed(receipt: &PaymentReceipt) -> NewOutboxEvent {
         version: receipt.version,
         paid_at: receipt.paid_at,
     };
-    outbox_row(
-        PAYMENT_COMPLETED,
-        receipt.buyer_id.get(),
-        receipt.paid_at,
-        data,
-    )
+    let buyer = receipt.buyer_id.get();
+    outbox_row(event_id, PAYMENT_COMPLETED, buyer, receipt.paid_at, data)
 }
 
 /// The outbox row of a refund; `refunded_total` and `payment_amount` as after it.
@@ -206,6 +216,7 @@ pub fn payment_refunded(
     receipt: &RefundReceipt,
     refunded_total: Points,
     payment_amount: Points,
+    event_id: Uuid,
 ) -> NewOutboxEvent {
     let data = PaymentRefunded {
         refund_id: receipt.refund_id.get(),
@@ -221,7 +232,7 @@ pub fn payment_refunded(
         refunded_at: receipt.refunded_at,
     };
     let buyer = receipt.buyer_id.get();
-    outbox_row(PAYMENT_REFUNDED, buyer, receipt.refunded_at, data)
+    outbox_row(event_id, PAYMENT_REFUNDED, buyer, receipt.refunded_at, data)
 }
 
 /// The outbox row of a cancelled order.
@@ -230,6 +241,7 @@ pub fn order_cancelled(
     buyer_id: i64,
     total_price: Points,
     at: DateTime<Utc>,
+    event_id: Uuid,
 ) -> NewOutboxEvent {
     let data = OrderCancelled {
         order_id: order_id.get(),
@@ -237,11 +249,15 @@ pub fn order_cancelled(
         total_price: total_price.get(),
         cancelled_at: at,
     };
-    outbox_row(ORDER_CANCELLED, buyer_id, at, data)
+    outbox_row(event_id, ORDER_CANCELLED, buyer_id, at, data)
 }
 
 /// The outbox row of a charge (emitted only when enabled).
-pub fn points_charged(receipt: &ChargeReceipt, at: DateTime<Utc>) -> NewOutboxEvent {
+pub fn points_charged(
+    receipt: &ChargeReceipt,
+    at: DateTime<Utc>,
+    event_id: Uuid,
+) -> NewOutboxEvent {
     let data = PointsCharged {
         buyer_id: receipt.buyer_id.get(),
         amount: receipt.amount.get(),
@@ -249,17 +265,18 @@ pub fn points_charged(receipt: &ChargeReceipt, at: DateTime<Utc>) -> NewOutboxEv
         version: receipt.version,
         charged_at: at,
     };
-    outbox_row(POINTS_CHARGED, receipt.buyer_id.get(), at, data)
+    outbox_row(event_id, POINTS_CHARGED, receipt.buyer_id.get(), at, data)
 }
 
 fn outbox_row<T: Serialize>(
+    event_id: Uuid,
     event_type: &str,
     buyer_id: i64,
     at: DateTime<Utc>,
     data: T,
 ) -> NewOutboxEvent {
     let envelope = Envelope {
-        event_id: Uuid::now_v7(),
+        event_id,
         event_type: event_type.to_owned(),
         schema_version: SCHEMA_VERSION,
         occurred_at: at,

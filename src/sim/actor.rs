@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, VecDeque};
 use chrono::{DateTime, Utc};
 
 use super::model::ModelDb;
-use crate::db::writer::{known_order, stored_balance};
+use crate::db::writer::{known_order, known_payment, stored_balance};
 use crate::domain::buyer::{
-    Answer, BuyerRules, BuyerState, Command, Decision, KnownOrder, Needs, PendingWrite,
-    PlannedWrite, Receipt, Refusal, StoredBalance, WriteOutcome, awaited_answer,
+    Answer, BuyerRules, BuyerState, Command, Decision, KnownOrder, KnownPayment, Needs,
+    PendingWrite, PlannedWrite, Receipt, Refusal, StoredBalance, WriteOutcome, awaited_answer,
 };
-use crate::domain::{BuyerId, IdempotencyKey, OrderId};
+use crate::domain::{BuyerId, IdempotencyKey, OrderId, PaymentId};
 
 pub type RequestId = u64;
 
@@ -56,6 +56,7 @@ pub struct Loading {
     request: Request,
     balance: Option<Option<StoredBalance>>,
     order: Option<(OrderId, KnownOrder)>,
+    payment: Option<(PaymentId, KnownPayment)>,
     /// The buyer's disturbance epoch when the read was made.
     epoch: u64,
 }
@@ -163,6 +164,9 @@ impl SimActor {
         if let Some((order_id, known)) = loading.order {
             self.state.learn_order(order_id, known);
         }
+        if let Some((payment_id, known)) = loading.payment {
+            self.state.learn_payment(payment_id, known);
+        }
         let request = loading.request;
         if let Err(refusal) = self.execute(&request, at, effects) {
             effects
@@ -259,7 +263,8 @@ impl SimActor {
     }
 }
 
-/// The shell's read: the balance row and/or the order, as the database has them now.
+/// The shell's read (`actors::buyer::load`): the balance row, the order and the payment it
+/// needs, as the database has them now, taken as the engine's own `known_*` take the rows.
 fn read(db: &ModelDb, state: &BuyerState, request: Request, needs: Needs, epoch: u64) -> Loading {
     let buyer = state.buyer();
     Loading {
@@ -269,6 +274,10 @@ fn read(db: &ModelDb, state: &BuyerState, request: Request, needs: Needs, epoch:
         order: needs
             .order
             .map(|order_id| (order_id, known_order(buyer, db.find_order(order_id.get())))),
+        payment: needs.payment.map(|payment_id| {
+            let row = db.find_payment(payment_id.get());
+            (payment_id, known_payment(buyer, row))
+        }),
         request,
         epoch,
     }

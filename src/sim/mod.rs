@@ -3,8 +3,9 @@
 //! differential test against the real implementation (`tests/api/writer_model.rs` for
 //! [`model::ModelDb`]).
 //!
-//! [`run`] drives many buyers' random requests through the real [`BuyerState`] (in
-//! [`actor::SimActor`], a mirror of the actor shell), a coordinator queue committing batches
+//! [`run`] drives many buyers' random requests (charges, orders, payments, cancellations and
+//! refunds) through the real [`BuyerState`] (in [`actor::SimActor`], a mirror of the actor
+//! shell), a coordinator queue committing the engine's own write ops and events in batches
 //! into [`model::ModelDb`], and injected faults: writes refused by the writer, failed batches,
 //! COMMITs whose answer is lost, actor restarts mid-pipeline, a second writer changing a
 //! buyer's row, Idempotency-Key retries and reuses, and clock jumps past the keys' lifetime.
@@ -18,6 +19,7 @@ use std::fmt;
 
 mod actor;
 mod checks;
+mod counts;
 pub mod model;
 mod workload;
 mod world;
@@ -25,78 +27,8 @@ mod world;
 use crate::domain::Points;
 use crate::domain::buyer::{Command, Receipt, Refusal};
 use actor::{Request, Response};
+pub use counts::Counts;
 use world::World;
-
-/// How often each kind of event happened in a run (the faults among them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub requests: u64,
-    pub committed: u64,
-    pub refused_writes: u64,
-    pub failed_batches: u64,
-    pub unknown_commits: u64,
-    pub restarts: u64,
-    pub second_writer: u64,
-    pub key_retries: u64,
-    pub key_reuses: u64,
-    pub clock_jumps: u64,
-    pub overloaded: u64,
-}
-
-impl Counts {
-    pub fn add(&mut self, other: &Counts) {
-        self.requests += other.requests;
-        self.committed += other.committed;
-        self.refused_writes += other.refused_writes;
-        self.failed_batches += other.failed_batches;
-        self.unknown_commits += other.unknown_commits;
-        self.restarts += other.restarts;
-        self.second_writer += other.second_writer;
-        self.key_retries += other.key_retries;
-        self.key_reuses += other.key_reuses;
-        self.clock_jumps += other.clock_jumps;
-        self.overloaded += other.overloaded;
-    }
-
-    /// The fault kinds that did not happen at all.
-    pub fn missing_faults(&self) -> Vec<&'static str> {
-        [
-            ("refused write", self.refused_writes),
-            ("failed batch", self.failed_batches),
-            ("commit with unknown outcome", self.unknown_commits),
-            ("actor restart", self.restarts),
-            ("second writer", self.second_writer),
-            ("key retry", self.key_retries),
-            ("key reuse", self.key_reuses),
-        ]
-        .into_iter()
-        .filter(|(_, count)| *count == 0)
-        .map(|(name, _)| name)
-        .collect()
-    }
-}
-
-impl fmt::Display for Counts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} requests, {} writes committed, {} refused by the writer; faults: {} failed batches, \
-             {} commits with unknown outcome, {} actor restarts, {} second-writer changes, \
-             {} key retries, {} key reuses, {} clock jumps, {} commit-queue refusals",
-            self.requests,
-            self.committed,
-            self.refused_writes,
-            self.failed_batches,
-            self.unknown_commits,
-            self.restarts,
-            self.second_writer,
-            self.key_retries,
-            self.key_reuses,
-            self.clock_jumps,
-            self.overloaded
-        )
-    }
-}
 
 /// A seed that broke an invariant, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -129,6 +129,10 @@ impl ModelDb {
         self.tables.payments.get(&payment_id)
     }
 
+    pub fn find_refund(&self, refund_id: i64) -> Option<&RefundRow> {
+        self.tables.refunds.get(&refund_id)
+    }
+
     /// Every refund, by id.
     pub fn refunds(&self) -> impl Iterator<Item = &RefundRow> {
         self.tables.refunds.values()

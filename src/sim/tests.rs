@@ -24,6 +24,27 @@ fn a_fixed_set_of_seeds_keeps_every_invariant_under_every_fault() {
         Vec::<&str>::new(),
         "every fault kind is injected: {total}"
     );
+    assert_eq!(
+        total.missing_lifecycle(),
+        Vec::<&str>::new(),
+        "refunds and cancellations are both accepted and refused: {total}"
+    );
+}
+
+/// Few seeds already meet every lifecycle answer: should the workload stop generating
+/// refunds or cancellations (or the actor stop reading payments), this fails rather than the
+/// invariants passing vacuously.
+#[test]
+fn a_few_seeds_accept_and_refuse_refunds_and_cancellations() {
+    let mut total = Counts::default();
+    for seed in 0..20 {
+        total.add(&run(seed, CI_STEPS).unwrap_or_else(|failure| panic!("{failure}")));
+    }
+    assert_eq!(total.missing_lifecycle(), Vec::<&str>::new(), "{total}");
+    assert!(
+        total.refunds >= 50 && total.cancels >= 50,
+        "refunds and cancellations commit often enough to matter: {total}"
+    );
 }
 
 #[test]

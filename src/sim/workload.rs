@@ -1,13 +1,17 @@
 //! The requests simulated clients send: charges, orders, payments (of their own orders, of
-//! others', of unknown ones), with Idempotency-Keys that are fresh, retried with the same
-//! request, or reused for a different one.
+//! others', of unknown ones), cancellations and refunds (`lifecycle`), with Idempotency-Keys
+//! that are fresh, retried with the same request, or reused for a different one. Every id a
+//! request carries (order, payment, refund) comes from a counter, so a seed replays exactly
+//! and no two requests share one.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::actor::{Request, RequestId};
 use crate::domain::buyer::Command;
-use crate::domain::{IdempotencyKey, OrderId, PaymentId, Points};
+use crate::domain::{IdempotencyKey, OrderId, PaymentId, Points, RefundId};
+
+mod lifecycle;
 
 /// Most keyed requests kept for retries.
 const RETRYABLE_MAX: usize = 64;
@@ -28,9 +32,17 @@ pub struct Workload {
     next_request: RequestId,
     next_order: i64,
     next_payment: i64,
+    next_refund: i64,
     next_key: u64,
     /// Each buyer's orders, by buyer index.
     orders: Vec<Vec<OrderId>>,
+    /// Each buyer's payments its client was answered, with their amounts.
+    paid: Vec<Vec<(PaymentId, Points)>>,
+    /// Each buyer's payments sent, answered or not (one whose COMMIT's answer was lost may
+    /// have committed).
+    tried: Vec<Vec<PaymentId>>,
+    /// The order of each buyer's latest payment request, for a cancellation to race it.
+    last_paid: Vec<Option<OrderId>>,
     retryable: Vec<(usize, IdempotencyKey, Command)>,
 }
 
@@ -38,6 +50,9 @@ impl Workload {
     pub fn new(buyers: usize) -> Self {
         Workload {
             orders: vec![Vec::new(); buyers],
+            paid: vec![Vec::new(); buyers],
+            tried: vec![Vec::new(); buyers],
+            last_paid: vec![None; buyers],
             ..Workload::default()
         }
     }
@@ -56,9 +71,11 @@ impl Workload {
             }
         }
         let command = match rng.random_range(0..100) {
-            0..40 => self.charge(rng),
-            40..65 => self.create_order(rng, buyer),
-            _ => self.pay(rng, buyer),
+            0..34 => self.charge(rng),
+            34..56 => self.create_order(rng, buyer),
+            56..80 => self.pay(rng, buyer),
+            80..88 => self.cancel(rng, buyer),
+            _ => self.refund(rng, buyer),
         };
         let reuse = roll < 16 && !self.retryable.is_empty();
         let (key, used) = match (rng.random_bool(0.4), reuse) {
@@ -87,9 +104,12 @@ impl Workload {
             .collect();
         let (_, key, command) = mine.get(rng.random_range(0..mine.len().max(1)))?;
         let (key, mut command) = (key.clone(), command.clone());
-        if let Command::Pay { payment_id, .. } = &mut command {
-            // A retried payment gets a new payment id, as the HTTP layer allocates one.
-            *payment_id = self.payment_id();
+        // A retried payment or refund gets a new id, as the HTTP layer allocates one per
+        // request.
+        match &mut command {
+            Command::Pay { payment_id, .. } => *payment_id = self.payment_id(buyer),
+            Command::Refund { refund_id, .. } => *refund_id = self.refund_id(),
+            _ => {}
         }
         let id = self.next_id();
         Some((
@@ -138,21 +158,30 @@ impl Workload {
             _ => pick(rng, &self.orders[buyer]),
         }
         .unwrap_or(OrderId::try_from(1).expect("positive"));
+        self.last_paid[buyer] = Some(order_id);
         Command::Pay {
             order_id,
-            payment_id: self.payment_id(),
+            payment_id: self.payment_id(buyer),
         }
     }
 
-    fn payment_id(&mut self) -> PaymentId {
+    /// A new payment id for a payment request of `buyer`.
+    fn payment_id(&mut self, buyer: usize) -> PaymentId {
         self.next_payment += 1;
-        PaymentId::try_from(self.next_payment).expect("positive")
+        let payment_id = PaymentId::try_from(self.next_payment).expect("positive");
+        self.tried[buyer].push(payment_id);
+        payment_id
+    }
+
+    fn refund_id(&mut self) -> RefundId {
+        self.next_refund += 1;
+        RefundId::try_from(self.next_refund).expect("positive")
     }
 }
 
-/// One of the most recent orders, mostly (an old one now and then).
-fn pick(rng: &mut ChaCha8Rng, orders: &[OrderId]) -> Option<OrderId> {
-    let recent = orders.len().saturating_sub(6);
+/// One of the most recent items, mostly (an old one now and then).
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> Option<T> {
+    let recent = items.len().saturating_sub(6);
     let from = if rng.random_bool(0.8) { recent } else { 0 };
-    (from < orders.len()).then(|| orders[rng.random_range(from..orders.len())])
+    (from < items.len()).then(|| items[rng.random_range(from..items.len())])
 }

@@ -12,10 +12,11 @@ use super::checks::{self, Books};
 use super::model::ModelDb;
 use super::workload::{KeyUse, Workload};
 use super::{Counts, Failure};
-use crate::db::models::NewOutboxEvent;
-use crate::db::writer::{WriteOp, WriteResult};
-use crate::domain::buyer::{BuyerRules, PendingWrite, PlannedWrite, Receipt, WriteOutcome};
+use crate::domain::buyer::BuyerRules;
 use crate::domain::{BuyerId, Points};
+use commit::Submitted;
+
+mod commit;
 
 /// The shape of one seed's world, itself chosen by the seed.
 #[derive(Debug, Clone, Copy)]
@@ -23,21 +24,6 @@ pub struct Shape {
     pub buyers: usize,
     pub batch_max_ops: usize,
     pub queue_capacity: usize,
-}
-
-/// A write in the coordinator's queue.
-struct Submitted {
-    buyer: usize,
-    incarnation: u32,
-    request: RequestId,
-    op: WriteOp,
-    pending: PendingWrite,
-    receipt: Receipt,
-    /// The disturbance epoch its generation was read at.
-    generation_epoch: u64,
-    /// Decided while a failure was delivered but not yet settled: the state may still count
-    /// on what that write would have done (an order it was creating, say).
-    excused: bool,
 }
 
 pub struct World {
@@ -164,7 +150,7 @@ impl World {
             if response == Response::Overloaded {
                 self.counts.overloaded += 1;
             }
-            self.books.answered(request, response)?;
+            self.answer(buyer, request, response)?;
         }
         for (request, write) in effects.writes {
             self.submit(buyer, request, write);
@@ -172,130 +158,19 @@ impl World {
         Ok(())
     }
 
-    fn submit(&mut self, buyer: usize, request: RequestId, write: PlannedWrite) {
-        // Deterministic event ids: the simulation replays exactly.
-        let event = matches!(write.receipt, Receipt::Paid(_)).then(|| NewOutboxEvent {
-            event_id: format!("sim-{request}"),
-            event_type: "payment.completed".to_owned(),
-            schema_version: 1,
-            buyer_id: write.buyer.get(),
-            payload: String::new(),
-            occurred_at: write.at.naive_utc(),
-        });
-        let actor = &self.actors[buyer];
-        let excused = actor.inbox.iter().any(|message| {
-            matches!(message, Message::Settled { outcome, .. } if *outcome != WriteOutcome::Committed)
-        });
-        self.queue.push_back(Submitted {
-            buyer,
-            incarnation: actor.incarnation,
-            request,
-            op: WriteOp::from_plan(&write, event),
-            pending: write.pending(),
-            receipt: write.receipt,
-            generation_epoch: actor.generation_epoch,
-            excused,
-        });
-    }
-
-    /// The coordinator commits its next batch, with a fault now and then when `faults`.
-    pub(super) fn commit(&mut self, faults: bool) -> Result<Vec<usize>, String> {
-        let size = self.queue.len().min(self.shape.batch_max_ops);
-        let batch: Vec<Submitted> = self.queue.drain(..size).collect();
-        let fault = if faults {
-            self.rng.random_range(0..100)
-        } else {
-            100
-        };
-        let ops: Vec<WriteOp> = batch.iter().map(|write| write.op.clone()).collect();
-        let now = self.now.naive_utc();
-        let applied = match fault {
-            // The batch fails before anything commits.
-            0..5 => None,
-            _ => Some(self.db.commit_batch(&ops, now).map_err(|e| e.to_string())?),
-        };
-        for (write, result) in batch.iter().zip(applied.iter().flatten()) {
-            if let (WriteResult::Committed, Some(key)) = (result, &write.pending.key) {
-                self.books.key_committed(key, self.now)?;
-            }
+    /// Buyer `buyer`'s request is answered: the books record it, the counts classify it, and
+    /// the client learns what it was told (a payment's id and amount, to refund it later).
+    fn answer(
+        &mut self,
+        buyer: usize,
+        request: RequestId,
+        response: Response,
+    ) -> Result<(), String> {
+        if let Some(command) = self.books.command(request) {
+            self.counts.answered(command, &response);
         }
-        // COMMIT succeeded but its answer is lost: the writes are told they failed.
-        let results = applied.filter(|_| fault >= 9);
-        match fault {
-            _ if batch.is_empty() => {}
-            0..5 => self.counts.failed_batches += 1,
-            5..9 => self.counts.unknown_commits += 1,
-            _ => {}
-        }
-        let touched = batch.iter().map(|write| write.buyer).collect();
-        for (index, write) in batch.into_iter().enumerate() {
-            let outcome = match &results {
-                Some(results) => results[index].outcome(),
-                None => WriteOutcome::Failed(crate::domain::buyer::BatchFailure::Unavailable),
-            };
-            self.deliver(write, outcome)?;
-        }
-        Ok(touched)
-    }
-
-    /// A write's result: a committed one is acknowledged at once (as the coordinator answers
-    /// it); then its actor settles it, unless that actor has died since.
-    fn deliver(&mut self, write: Submitted, outcome: WriteOutcome) -> Result<(), String> {
-        let buyer = write.buyer;
-        if self.trace {
-            eprintln!(
-                "  buyer {} incarnation {} {:?} request {}: {:?} -> {outcome:?}",
-                buyer_id(buyer),
-                write.incarnation,
-                write.pending.generation,
-                write.request,
-                write.op.command
-            );
-        }
-        let actor = &self.actors[buyer];
-        // A commit of an older generation's write, or one made while a read is in progress,
-        // may leave the state read from the database stale.
-        let current = write.incarnation == actor.incarnation
-            && write.pending.generation == actor.state.generation()
-            && actor.loading.is_none();
-        match &outcome {
-            WriteOutcome::Committed => {
-                self.counts.committed += 1;
-                self.books
-                    .answered(write.request, Response::Receipt(write.receipt))?;
-                if !current {
-                    self.epochs[buyer] += 1;
-                }
-            }
-            WriteOutcome::Refused(refusal) => {
-                self.counts.refused_writes += 1;
-                let surprise =
-                    !matches!(refusal, crate::domain::buyer::WriteRefusal::KeyUsed { .. })
-                        && !write.excused
-                        && self.epochs[buyer] == write.generation_epoch;
-                if surprise {
-                    return Err(format!(
-                        "buyer {}: write of request {} refused ({refusal:?}) with nothing to explain it",
-                        buyer_id(buyer),
-                        write.request
-                    ));
-                }
-                self.epochs[buyer] += 1;
-            }
-            WriteOutcome::Failed(_) => self.epochs[buyer] += 1,
-        }
-        let answered = outcome == WriteOutcome::Committed;
-        if write.incarnation == self.actors[buyer].incarnation {
-            self.actors[buyer].inbox.push_back(Message::Settled {
-                pending: write.pending,
-                outcome,
-                request: write.request,
-                answered,
-            });
-        } else if !answered {
-            self.books.answered(write.request, Response::Lost)?;
-        }
-        Ok(())
+        self.workload.learn(buyer, &response);
+        self.books.answered(request, response)
     }
 
     /// Another engine changes the buyer's row: a fenced charge (or debit) with its own token.
@@ -328,7 +203,7 @@ impl World {
         let dead = std::mem::replace(&mut self.actors[buyer], fresh);
         let (lost, queued) = dead.die();
         for request in lost {
-            self.books.answered(request, Response::Lost)?;
+            self.answer(buyer, request, Response::Lost)?;
         }
         self.actors[buyer]
             .inbox
