@@ -160,9 +160,14 @@ impl PaymentCoordinator {
             })
             .unzip();
         let started_at = Instant::now();
-        let outcome = self
-            .db
-            .run_here(|conn| commit_batch(conn, &ops, Utc::now().naive_utc()));
+        let now = Utc::now().naive_utc();
+        let mut outcome = self.db.run_here(|conn| commit_batch(conn, &ops, now));
+        if outcome.as_ref().is_err_and(DbError::is_conflict) {
+            // Rolled back whole, so nothing of it committed: once more, on the rows as the
+            // winner left them (a write it invalidated is refused by its fence this time).
+            self.metrics.commits.conflicts.inc();
+            outcome = self.db.run_here(|conn| commit_batch(conn, &ops, now));
+        }
         self.metrics
             .commits
             .commit(waiters.len(), started_at.elapsed(), outcome.is_ok());

@@ -131,10 +131,36 @@ fn is_transient(error: &DieselError) -> bool {
     }
 }
 
+/// Conflicts after which the server has rolled the whole transaction back, or the engine has
+/// (it rolls back on any failed statement): ER_LOCK_DEADLOCK (1213: a deadlock, or on Galera a
+/// certification failure at COMMIT, whose message MariaDB words as its own) and
+/// ER_LOCK_WAIT_TIMEOUT (1205).
+const CONFLICT_MESSAGES: [&str; 3] = [
+    "deadlock found",
+    "wsrep detected deadlock/conflict",
+    "lock wait timeout exceeded",
+];
+
+impl DbError {
+    /// The transaction met a conflict and was rolled back whole: nothing of it committed, and
+    /// running it again is safe (its writes are fenced on the rows they were decided on).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            DbError::Database(DieselError::DatabaseError(_, info)) => {
+                let message = info.message().to_ascii_lowercase();
+                CONFLICT_MESSAGES
+                    .iter()
+                    .any(|pattern| message.contains(pattern))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Transient errors Diesel reports without a kind, recognised by their message (Diesel keeps
 /// the server's or the client library's message, not the error number). The spellings of both
 /// libmysqlclient and libmariadb are covered.
-const TRANSIENT_MESSAGES: [&str; 18] = [
+const TRANSIENT_MESSAGES: [&str; 20] = [
     // Client: CR_CONN_HOST_ERROR, CR_CONNECTION_ERROR, CR_UNKNOWN_HOST ("Can't connect to ...",
     // "Unknown MySQL server host").
     "can't connect to",
@@ -164,6 +190,10 @@ const TRANSIENT_MESSAGES: [&str; 18] = [
     "--read-only",
     // Server: ER_NEED_REPREPARE (a table's definition changed under a cached statement).
     "needs to be re-prepared",
+    // Galera: a certification conflict (1213, in this wording when a replicated write aborted
+    // the transaction), and a node out of the primary component refusing statements (1047).
+    "wsrep detected deadlock/conflict",
+    "wsrep has not yet prepared node",
 ];
 
 fn is_transient_message(message: &str) -> bool {
@@ -228,6 +258,7 @@ mod tests {
             "Lock wait timeout exceeded; try restarting transaction",
             "Connection was killed",
             "Server shutdown in progress",
+            "WSREP has not yet prepared node for application use",
             "Too many connections",
         ] {
             let error = database_error(DatabaseErrorKind::Unknown, message);
@@ -243,6 +274,39 @@ mod tests {
             DbError::from(DieselError::BrokenTransactionManager).class(),
             ErrorClass::Transient
         );
+    }
+
+    #[test]
+    fn deadlocks_lock_waits_and_certification_failures_are_conflicts_worth_one_more_run() {
+        for (kind, message) in [
+            (
+                DatabaseErrorKind::SerializationFailure,
+                "Deadlock found when trying to get lock; try restarting transaction",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "WSREP detected deadlock/conflict and aborted the transaction. Try restarting the transaction",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "Lock wait timeout exceeded; try restarting transaction",
+            ),
+        ] {
+            let error = database_error(kind, message);
+            assert!(error.is_conflict(), "{message}");
+            assert_eq!(error.class(), ErrorClass::Transient, "{message}");
+        }
+        for message in [
+            "Lost connection to server during query",
+            "Server has gone away",
+        ] {
+            assert!(!database_error(DatabaseErrorKind::Unknown, message).is_conflict());
+        }
+        let syntax = database_error(
+            DatabaseErrorKind::Unknown,
+            "You have an error in your SQL syntax",
+        );
+        assert!(!syntax.is_conflict());
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct PoolSettings {
     pub lock_wait_timeout: Duration,
 }
 
-/// Every connection talks UTC and reads committed data.
+/// Every connection talks UTC, reads committed data and, on Galera, sees every committed write.
 #[derive(Debug)]
 struct SessionSetup {
     lock_wait_timeout_s: u64,
@@ -82,8 +82,14 @@ impl CustomizeConnection<PooledMysql, r2d2::Error> for SessionSetup {
         let conn = &mut pooled.conn;
         conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .and_then(|()| {
+                // On a Galera cluster, a read (and BEGIN) first waits until the node has applied
+                // every write the cluster committed before it (`wsrep_sync_wait`): a state load
+                // or lease read then never decides on a row older than one committed through
+                // another node. Written as a MariaDB executable comment, so MySQL skips it;
+                // MariaDB without Galera accepts it and does nothing.
                 conn.batch_execute(&format!(
-                    "SET SESSION time_zone = '+00:00', SESSION innodb_lock_wait_timeout = {}",
+                    "SET SESSION time_zone = '+00:00', SESSION innodb_lock_wait_timeout = {} \
+                     /*M!, SESSION wsrep_sync_wait = 1 */",
                     self.lock_wait_timeout_s
                 ))
             })

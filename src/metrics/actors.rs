@@ -168,6 +168,8 @@ pub struct CoordinatorMetrics {
     commit_duration: Histogram,
     committed: Counter,
     pub(crate) failed: Counter,
+    /// Batches whose transaction met a conflict and was run once more.
+    pub conflicts: Counter,
 }
 
 impl CoordinatorMetrics {
@@ -191,12 +193,20 @@ impl CoordinatorMetrics {
             "Group-commit transactions, by outcome (committed, failed)",
             outcomes.clone(),
         );
+        let conflicts = Counter::default();
+        registry.register(
+            "coordinator_conflicts",
+            "Group-commit transactions rolled back whole by a conflict (deadlock, lock wait \
+             timeout, Galera certification failure) and run once more",
+            conflicts.clone(),
+        );
         let outcome = |outcome| child(&outcomes, &CommitLabels { outcome });
         CoordinatorMetrics {
             batch_writes,
             commit_duration,
             committed: outcome("committed"),
             failed: outcome("failed"),
+            conflicts,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
+use diesel::connection::SimpleConnection;
 use futures::future::join_all;
 
 use serde_json::json;
@@ -77,6 +78,35 @@ async fn wait_for(app: &TestApp, series: &str, at_least: f64) -> Scrape {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A batch rolled back whole by a conflict (here a lock wait timeout: another transaction holds
+/// the buyer's balance row past `DB_LOCK_WAIT_TIMEOUT_S`; on Galera, a certification failure at
+/// COMMIT) is run once more, and commits once the lock is gone: the charge answers 200, not 503,
+/// and the conflict is counted.
+#[tokio::test]
+async fn a_batch_rolled_back_by_a_conflict_is_run_once_more_and_counted() {
+    let app = spawn_app_with(|s| s.database.lock_wait_timeout = Duration::from_secs(1)).await;
+    app.charge_ok(1, 10).await;
+    let mut holder = app.db_conn();
+    holder
+        .batch_execute("BEGIN; SELECT * FROM balances WHERE buyer_id = 1 FOR UPDATE")
+        .unwrap();
+    let release = async {
+        // Past the first attempt's lock wait, within the second's.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        holder.batch_execute("COMMIT").unwrap();
+    };
+    let (response, ()) = tokio::join!(app.charge(1, 5), release);
+    let body = response.ok();
+    assert_eq!((int(&body, "balance"), int(&body, "version")), (15, 2));
+
+    let after = Scrape::of(&app).await;
+    assert_eq!(after.get("payment_engine_coordinator_conflicts_total"), 1.0);
+    assert_eq!(
+        after.get("payment_engine_coordinator_commits_total{outcome=\"failed\"}"),
+        0.0
+    );
 }
 
 #[tokio::test]
