@@ -176,16 +176,21 @@ wait_for_tansu_install() {
   while pgrep -f 'cargo install tansu' >/dev/null; do sleep 5; done
 }
 
+# Sets TANSU_BIN to the installed broker; false when it is not installed (yet).
+find_tansu() {
+  TANSU_BIN=${TANSU_BIN:-$(command -v tansu || true)}
+  if [ -z "$TANSU_BIN" ] || [ ! -x "$TANSU_BIN" ]; then
+    TANSU_BIN="$TOOLS_DIR/bin/tansu"
+  fi
+  [ -x "$TANSU_BIN" ]
+}
+
 # The Kafka-protocol broker used here (no Apache Kafka on these machines): tansu. Installs it
 # once into $TOOLS_DIR (~8 minutes of compiling on 2 cores), starts it on 127.0.0.1:9092 with
 # in-memory storage if nothing listens there, and exports TANSU_BIN and BROKER_ADDR; BROKER_PID
 # too when it started the broker (scripts/cluster stops what it started).
 ensure_broker() {
-  TANSU_BIN=${TANSU_BIN:-$(command -v tansu || true)}
-  if [ -z "$TANSU_BIN" ] || [ ! -x "$TANSU_BIN" ]; then
-    TANSU_BIN="$TOOLS_DIR/bin/tansu"
-  fi
-  [ -x "$TANSU_BIN" ] || wait_for_tansu_install
+  find_tansu || wait_for_tansu_install
   if [ ! -x "$TANSU_BIN" ]; then
     log "installing the tansu broker into $TOOLS_DIR (one time, ~8 minutes)"
     as_root mkdir -p "$TOOLS_DIR"
