@@ -12,6 +12,7 @@ mod broker;
 mod cluster;
 mod crash;
 mod database;
+mod galera;
 pub mod load;
 mod overload;
 pub mod proxy;

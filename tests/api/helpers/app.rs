@@ -49,12 +49,20 @@ pub struct TestDatabase(Arc<DatabaseGuard>);
 
 struct DatabaseGuard {
     name: String,
+    /// The server it lives on (no database in the path).
+    server: String,
 }
 
 impl TestDatabase {
     pub fn new() -> TestDatabase {
+        TestDatabase::on(&server_url())
+    }
+
+    /// A throwaway database on another server than the suite's (a Galera cluster, say).
+    pub fn on(server: &str) -> TestDatabase {
         TestDatabase(Arc::new(DatabaseGuard {
             name: format!("pe_test_{}", uuid::Uuid::new_v4().simple()),
+            server: server.trim_end_matches('/').to_string(),
         }))
     }
 
@@ -63,7 +71,7 @@ impl TestDatabase {
     }
 
     pub fn url(&self) -> String {
-        format!("{}/{}", server_url(), self.name())
+        format!("{}/{}", self.0.server, self.name())
     }
 
     pub fn connect(&self) -> MysqlConnection {
@@ -74,13 +82,13 @@ impl TestDatabase {
 
 impl Drop for DatabaseGuard {
     fn drop(&mut self) {
-        drop_database(&self.name);
+        drop_database(&self.server, &self.name);
     }
 }
 
 /// Blocking `DROP DATABASE IF EXISTS`; never panics (it runs in `Drop`, maybe while unwinding).
-fn drop_database(name: &str) {
-    let mut conn = match MysqlConnection::establish(&server_url()) {
+fn drop_database(server: &str, name: &str) {
+    let mut conn = match MysqlConnection::establish(server) {
         Ok(conn) => conn,
         Err(e) => {
             eprintln!("warning: cannot connect to drop test database {name}: {e}");
