@@ -145,6 +145,14 @@ free_port() {
 # CPU time (user + system, clock ticks) a process has used so far; 0 when it is gone.
 proc_ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# CPU time (clock ticks) of every mariadbd on the machine: the single server, or each node of a
+# Galera cluster (scripts/galera), which all apply every write.
+mariadb_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -x mariadbd || true); do total=$((total + $(proc_ticks "$pid"))); done
+  echo "$total"
+}
+
 # CPU time (clock ticks) of this shell's children that have finished (a load generator it ran).
 children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 

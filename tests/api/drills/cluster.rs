@@ -18,10 +18,10 @@ use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, TopicReader, free_port, shared_brokers};
 
 /// Short leases, so that a lost engine's shards move within seconds.
-const TTL: Duration = Duration::from_millis(2_000);
+pub(super) const TTL: Duration = Duration::from_millis(2_000);
 
 /// The engines' environment: the drills' (broker, topic) with short leases; ids per engine.
-fn cluster_env(brokers: &str, topic: &str) -> Vec<(&'static str, String)> {
+pub(super) fn cluster_env(brokers: &str, topic: &str) -> Vec<(&'static str, String)> {
     let mut env: Vec<_> = engine_env(brokers, topic)
         .into_iter()
         .filter(|(name, _)| *name != "ENGINE_ID")
@@ -36,7 +36,7 @@ fn cluster_env(brokers: &str, topic: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Engines `engine-1`.. on fixed ports of one database.
-struct Engines {
+pub(super) struct Engines {
     db: TestDatabase,
     env: Vec<(&'static str, String)>,
     /// Settings of one engine only (e.g. its database URL), by index.
@@ -46,11 +46,26 @@ struct Engines {
 }
 
 impl Engines {
-    async fn start(db: &TestDatabase, n: usize, env: Vec<(&'static str, String)>) -> Engines {
+    pub(super) async fn start(
+        db: &TestDatabase,
+        n: usize,
+        env: Vec<(&'static str, String)>,
+    ) -> Engines {
+        Engines::start_each(db, env, vec![Vec::new(); n]).await
+    }
+
+    /// One engine per entry of `own`, each with those settings of its own (e.g. its database
+    /// URL) on top of `env`.
+    pub(super) async fn start_each(
+        db: &TestDatabase,
+        env: Vec<(&'static str, String)>,
+        own: Vec<Vec<(&'static str, String)>>,
+    ) -> Engines {
+        let n = own.len();
         let mut engines = Engines {
             db: db.clone(),
             env,
-            own_env: HashMap::new(),
+            own_env: own.into_iter().enumerate().collect(),
             ports: (0..n).map(|_| free_port()).collect(),
             running: (0..n).map(|_| None).collect(),
         };
@@ -61,7 +76,7 @@ impl Engines {
     }
 
     /// Starts engine `index` (again), on its port, with its id.
-    async fn restart(&mut self, index: usize) {
+    pub(super) async fn restart(&mut self, index: usize) {
         let mut env = self.env.clone();
         env.extend(self.own_env.get(&index).cloned().unwrap_or_default());
         env.push(("ENGINE_ID", format!("engine-{}", index + 1)));
@@ -69,11 +84,11 @@ impl Engines {
         self.running[index] = Some(engine);
     }
 
-    fn engine(&self, index: usize) -> &EngineProcess {
+    pub(super) fn engine(&self, index: usize) -> &EngineProcess {
         self.running[index].as_ref().expect("engine running")
     }
 
-    fn signal(&self, index: usize, signal: &str) {
+    pub(super) fn signal(&self, index: usize, signal: &str) {
         let pid = self.engine(index).pid().expect("engine running");
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &pid.to_string()])
@@ -117,7 +132,7 @@ fn spec(clients: usize) -> LoadSpec {
 
 /// Funds the buyers through the router, so that each shard is claimed by the engine the
 /// router sends it to.
-async fn fund_through(router: &Router, buyers: &[i64]) {
+pub(super) async fn fund_through(router: &Router, buyers: &[i64]) {
     let http = reqwest::Client::new();
     for &buyer in buyers {
         let response = http
@@ -129,7 +144,7 @@ async fn fund_through(router: &Router, buyers: &[i64]) {
     }
 }
 
-fn errors(outcome: &Outcome) -> Vec<&Sample> {
+pub(super) fn errors(outcome: &Outcome) -> Vec<&Sample> {
     outcome
         .samples
         .iter()
@@ -137,7 +152,7 @@ fn errors(outcome: &Outcome) -> Vec<&Sample> {
         .collect()
 }
 
-fn describe(samples: &[&Sample]) -> String {
+pub(super) fn describe(samples: &[&Sample]) -> String {
     let mut codes: HashMap<String, usize> = HashMap::new();
     for sample in samples {
         let code = sample
@@ -353,22 +368,13 @@ async fn drill_7_an_engine_cut_off_from_the_database_fails_only_its_own_buyers()
     let through_proxy = db
         .url()
         .replace(&database_address(), &format!("127.0.0.1:{}", proxy.port));
-    let mut engines = Engines::start(&db, 0, cluster_env(&brokers, &topic)).await;
-    for _ in 0..3 {
-        engines.ports.push(free_port());
-        engines.running.push(None);
-    }
-    engines.own_env.insert(
-        0,
-        vec![
-            ("DATABASE_URL", through_proxy),
-            ("DB_CHECKOUT_TIMEOUT_MS", "500".to_string()),
-            ("REQUEST_TIMEOUT_MS", "2000".to_string()),
-        ],
-    );
-    for index in 0..3 {
-        engines.restart(index).await;
-    }
+    let cut_off = vec![
+        ("DATABASE_URL", through_proxy),
+        ("DB_CHECKOUT_TIMEOUT_MS", "500".to_string()),
+        ("REQUEST_TIMEOUT_MS", "2000".to_string()),
+    ];
+    let own = vec![cut_off, Vec::new(), Vec::new()];
+    let engines = Engines::start_each(&db, cluster_env(&brokers, &topic), own).await;
     let router = Router::start(&engines.ports);
     router.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
     let spec = spec(30);
@@ -604,7 +610,7 @@ async fn drill_9_an_engine_added_under_load_gets_its_shards_and_forwarding_stops
 /// Drill 10: per buyer, the ledger versions of the payment events on `topic`, read in partition
 /// order, never go backwards once duplicates (a redelivered `eventId`) are dropped. Returns the
 /// events that went backwards and the duplicates.
-async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: &str) -> (usize, usize) {
+pub(super) async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: &str) -> (usize, usize) {
     let events = crate::helpers::scalar(
         &mut db.connect(),
         "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.completed'",
@@ -634,7 +640,7 @@ async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: &str) -> (u
 }
 
 /// A counter of an engine's exposition (0 when absent).
-async fn scrape(engine: &EngineProcess, series: &str) -> f64 {
+pub(super) async fn scrape(engine: &EngineProcess, series: &str) -> f64 {
     let text = engine
         .client
         .get(engine.url("/metrics"))

@@ -19,6 +19,8 @@ use super::{LIFECYCLE_PERCENT, Row, buyers, check_books, events_lost, fund, mill
 use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, shared_brokers};
 
+mod writers;
+
 /// The engine's bound on a request waiting for its commit, in these drills.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request waits for a database connection, in these drills.
@@ -67,6 +69,11 @@ impl Galera {
     /// The server URL through HAProxy (no database).
     fn url(&self) -> String {
         Galera::script(&["url"]).trim().to_string()
+    }
+
+    /// The URL of database `name` on node `node` itself, not through HAProxy.
+    fn node_url(&self, node: u16, name: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{name}", 3306 + node)
     }
 
     /// The node HAProxy sends the writes to now.
