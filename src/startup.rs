@@ -11,7 +11,9 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use crate::actors::publisher::{KafkaPublisher, PublisherHandle};
-use crate::actors::{BuyerDeps, BuyerRegistry, CoordinatorHandle, PaymentCoordinator};
+use crate::actors::{
+    BuyerDeps, BuyerRegistry, CoordinatorHandle, CoordinatorOptions, PaymentCoordinator,
+};
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db::ids::IdAllocator;
@@ -56,6 +58,10 @@ impl Application {
             .check()
             .map_err(anyhow::Error::msg)?;
         settings.cluster.check().map_err(anyhow::Error::msg)?;
+        settings
+            .coordinator
+            .check(settings.database.pool_size)
+            .map_err(anyhow::Error::msg)?;
         migrate(&settings.database.url).await?;
         let db = Db::new(build_pool(
             &settings.database.url,
@@ -199,8 +205,12 @@ fn start_buyers(
         db.clone(),
         Arc::clone(cluster),
         publisher.clone(),
-        settings.coordinator.batch_max_ops,
-        settings.coordinator.queue_capacity,
+        CoordinatorOptions {
+            lanes: settings.coordinator.commit_lanes,
+            batch_max_ops: settings.coordinator.batch_max_ops,
+            capacity: settings.coordinator.queue_capacity,
+            shards: cluster.shards(),
+        },
         Arc::clone(metrics),
     );
     let buyers = &settings.buyers;

@@ -4,6 +4,11 @@
 //! mailbox and, once it is drained, go into the next batch (at most `batch_max_ops`). One batch
 //! is in flight at a time, so the writes of one buyer commit in submission order.
 //!
+//! There are `COMMIT_LANES` coordinators, each a lane with its own thread, queue and
+//! connection, for a fixed share of the buyers (their shards modulo the lane count): their
+//! batches commit in parallel and touch disjoint buyers' rows, so they do not wait for each
+//! other's row locks, and a buyer's writes all go through one lane, in order.
+//!
 //! After a commit each write's [`Completion`] runs here: the buyer actor's completion answers a
 //! committed write's HTTP request directly, so the request's task is woken once, by the commit,
 //! not by a relay through the actor's thread.
@@ -20,7 +25,8 @@ use super::publisher::{OutboundEvent, PublisherHandle};
 use crate::cluster::Cluster;
 use crate::db::writer::{Rejection, WriteOp, WriteResult, commit_batch};
 use crate::db::{Db, DbError, ErrorClass};
-use crate::metrics::{Metrics, Outcome};
+use crate::domain::BuyerId;
+use crate::metrics::{LaneMetrics, Metrics, Outcome};
 
 /// The answer to one submitted write.
 pub type CommitReply = Result<WriteResult, CommitError>;
@@ -55,35 +61,61 @@ impl Message for Submit {
     type Result = ();
 }
 
-/// Sends writes to the coordinator without ever queueing past its capacity.
+/// Sends writes to the coordinator's lanes without ever queueing past a lane's capacity.
 #[derive(Clone)]
 pub struct CoordinatorHandle {
+    lanes: Arc<[Lane]>,
+    /// The shard count: a buyer's lane is its shard modulo the number of lanes.
+    shards: u64,
+}
+
+struct Lane {
     addr: Addr<PaymentCoordinator>,
     mailbox: Arc<Mailbox>,
 }
 
 impl CoordinatorHandle {
-    /// A place in the commit queue, or `QueueFull`.
-    pub fn reserve(&self) -> Result<Permit, QueueFull> {
-        self.mailbox.try_reserve().ok_or(QueueFull)
+    fn lane(&self, buyer: i64) -> &Lane {
+        let shard = buyer.unsigned_abs() % self.shards.max(1);
+        // The lane count is at most 64, so the index fits.
+        &self.lanes[(shard % self.lanes.len() as u64) as usize]
     }
 
-    /// Writes waiting for or in a commit.
+    /// A place in the commit queue of `buyer`'s lane, or `QueueFull`.
+    pub fn reserve(&self, buyer: BuyerId) -> Result<Permit, QueueFull> {
+        self.lane(buyer.get())
+            .mailbox
+            .try_reserve()
+            .ok_or(QueueFull)
+    }
+
+    /// Writes waiting for or in a commit, in every lane.
     pub fn in_flight(&self) -> usize {
-        self.mailbox.depth()
+        self.lanes.iter().map(|lane| lane.mailbox.depth()).sum()
     }
 
-    /// Queues `op` in the place `permit` holds; `completion` gets its result after the batch's
-    /// commit. If the coordinator is gone, `completion` is dropped uncalled.
+    /// Queues `op` in the place `permit` holds (reserved for the same buyer); `completion` gets
+    /// its result after the batch's commit. If the coordinator is gone, `completion` is dropped
+    /// uncalled.
     pub fn submit(&self, permit: Permit, op: WriteOp, completion: Completion) {
         // The actix mailbox is sized to our capacity, so try_send only fails if the coordinator
         // is gone; the permit (dropped with the message) keeps the count right either way.
-        let _ = self.addr.try_send(Submit {
+        let _ = self.lane(op.buyer_id).addr.try_send(Submit {
             op,
             completion,
             permit,
         });
     }
+}
+
+/// What the coordinator's lanes are started with.
+pub struct CoordinatorOptions {
+    pub lanes: usize,
+    pub batch_max_ops: usize,
+    /// Per lane.
+    pub capacity: usize,
+    /// The shard count of the cluster's shard map.
+    pub shards: u32,
 }
 
 pub struct PaymentCoordinator {
@@ -92,6 +124,7 @@ pub struct PaymentCoordinator {
     cluster: Arc<Cluster>,
     publisher: PublisherHandle,
     metrics: Arc<Metrics>,
+    lane: LaneMetrics,
     batch_max_ops: usize,
     capacity: usize,
     pending: VecDeque<Submit>,
@@ -99,32 +132,44 @@ pub struct PaymentCoordinator {
 }
 
 impl PaymentCoordinator {
-    /// Starts the coordinator on its own arbiter (thread).
+    /// Starts the coordinator's lanes, each on its own arbiter (thread).
     pub fn start(
         db: Db,
         cluster: Arc<Cluster>,
         publisher: PublisherHandle,
-        batch_max_ops: usize,
-        capacity: usize,
+        options: CoordinatorOptions,
         metrics: Arc<Metrics>,
     ) -> CoordinatorHandle {
-        let mailbox = Mailbox::new(capacity, Arc::clone(&metrics.coordinator));
-        let arbiter = Arbiter::new();
-        let addr = PaymentCoordinator::start_in_arbiter(&arbiter.handle(), move |ctx| {
-            // Our Mailbox counts and bounds the queue; actix's own bound must never bite first.
-            ctx.set_mailbox_capacity(capacity + 1);
-            PaymentCoordinator {
-                db,
-                cluster,
-                publisher,
-                metrics,
-                batch_max_ops: batch_max_ops.max(1),
-                capacity,
-                pending: VecDeque::new(),
-                commit_scheduled: false,
-            }
-        });
-        CoordinatorHandle { addr, mailbox }
+        let lanes = (0..options.lanes.max(1))
+            .map(|lane| {
+                let metrics = Arc::clone(&metrics);
+                let capacity = options.capacity;
+                let mailbox = Mailbox::new(capacity, Arc::clone(&metrics.coordinator));
+                let coordinator = PaymentCoordinator {
+                    db: db.clone(),
+                    cluster: Arc::clone(&cluster),
+                    publisher: publisher.clone(),
+                    lane: metrics.commits.lane(lane),
+                    metrics,
+                    batch_max_ops: options.batch_max_ops.max(1),
+                    capacity,
+                    pending: VecDeque::new(),
+                    commit_scheduled: false,
+                };
+                let addr =
+                    PaymentCoordinator::start_in_arbiter(&Arbiter::new().handle(), move |ctx| {
+                        // Our Mailbox counts and bounds the queue; actix's own bound must never
+                        // bite first.
+                        ctx.set_mailbox_capacity(capacity + 1);
+                        coordinator
+                    });
+                Lane { addr, mailbox }
+            })
+            .collect();
+        CoordinatorHandle {
+            lanes,
+            shards: u64::from(options.shards),
+        }
     }
 
     /// Commits what is pending once the mailbox has been drained: actix handles every queued
@@ -171,6 +216,7 @@ impl PaymentCoordinator {
         self.metrics
             .commits
             .commit(waiters.len(), started_at.elapsed(), outcome.is_ok());
+        self.lane.batch(waiters.len());
         if let Ok(results) = &outcome {
             self.forget_lost_leases(&ops, results);
             // Committed events go to the publisher right away; the outbox holds them until it

@@ -10,6 +10,6 @@ pub mod registry;
 
 pub use buyer::BuyerDeps;
 pub use buyer::Command;
-pub use coordinator::{CoordinatorHandle, PaymentCoordinator};
+pub use coordinator::{CoordinatorHandle, CoordinatorOptions, PaymentCoordinator};
 pub use errors::{BuyerError, OverloadReason, Receipt, StoredResponse};
 pub use registry::BuyerRegistry;

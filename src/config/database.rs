@@ -24,7 +24,8 @@ pub struct DatabaseSettings {
     )]
     pub url: DatabaseUrl,
 
-    /// Database connections in the pool (the writer uses one; reads and state loads the rest).
+    /// Database connections in the pool (each commit lane uses one; reads and state loads the
+    /// rest).
     #[arg(
         id = "db_pool_size",
         value_name = "DB_POOL_SIZE",

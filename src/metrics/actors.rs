@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::labels::{
-    ActorKind, ActorLabels, ActorOutcomeLabels, CommitLabels, Outcome, StageLabels,
+    ActorKind, ActorLabels, ActorOutcomeLabels, CommitLabels, LaneLabels, Outcome, StageLabels,
 };
 use super::{HistogramFamily, child, request_seconds, short_seconds};
 
@@ -170,6 +170,23 @@ pub struct CoordinatorMetrics {
     pub(crate) failed: Counter,
     /// Batches whose transaction met a conflict and was run once more.
     pub conflicts: Counter,
+    lane_batches: Family<LaneLabels, Counter>,
+    lane_writes: Family<LaneLabels, Counter>,
+}
+
+/// What one commit lane counts of its own: its batches and their writes (how evenly the lanes
+/// share the load).
+#[derive(Debug, Clone)]
+pub struct LaneMetrics {
+    batches: Counter,
+    writes: Counter,
+}
+
+impl LaneMetrics {
+    pub fn batch(&self, writes: usize) {
+        self.batches.inc();
+        self.writes.inc_by(writes as u64);
+    }
 }
 
 impl CoordinatorMetrics {
@@ -200,6 +217,18 @@ impl CoordinatorMetrics {
              timeout, Galera certification failure) and run once more",
             conflicts.clone(),
         );
+        let lane_batches = Family::<LaneLabels, Counter>::default();
+        registry.register(
+            "coordinator_lane_batches",
+            "Group-commit transactions run by each commit lane",
+            lane_batches.clone(),
+        );
+        let lane_writes = Family::<LaneLabels, Counter>::default();
+        registry.register(
+            "coordinator_lane_writes",
+            "Writes in the group-commit transactions of each commit lane",
+            lane_writes.clone(),
+        );
         let outcome = |outcome| child(&outcomes, &CommitLabels { outcome });
         CoordinatorMetrics {
             batch_writes,
@@ -207,6 +236,19 @@ impl CoordinatorMetrics {
             committed: outcome("committed"),
             failed: outcome("failed"),
             conflicts,
+            lane_batches,
+            lane_writes,
+        }
+    }
+
+    /// The counters of commit lane `lane`.
+    pub fn lane(&self, lane: usize) -> LaneMetrics {
+        let labels = LaneLabels {
+            lane: u32::try_from(lane).unwrap_or(u32::MAX),
+        };
+        LaneMetrics {
+            batches: child(&self.lane_batches, &labels),
+            writes: child(&self.lane_writes, &labels),
         }
     }
 

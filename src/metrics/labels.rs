@@ -98,6 +98,12 @@ pub(super) struct CommitLabels {
     pub(super) outcome: &'static str,
 }
 
+/// A commit lane of the coordinator (0-based).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct LaneLabels {
+    pub(super) lane: u32,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct StageLabels {
     pub(super) stage: &'static str,

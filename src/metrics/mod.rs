@@ -23,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-pub use actors::{ActorMetrics, BuyerMetrics, CoordinatorMetrics, PublisherMetrics};
+pub use actors::{ActorMetrics, BuyerMetrics, CoordinatorMetrics, LaneMetrics, PublisherMetrics};
 pub use cluster::{ClusterMetrics, ForwardOutcome};
 pub use http::method_label;
 pub use labels::{ActorKind, HttpLabels, HttpRouteLabels, Outcome};

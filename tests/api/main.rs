@@ -19,6 +19,7 @@ mod history;
 mod hostile;
 mod hostile_inputs;
 mod idempotency;
+mod lanes;
 mod layout;
 mod lifecycle;
 mod lists;

@@ -114,7 +114,7 @@ impl BuyerActor {
                 let _ = reply.send(Ok(receipt));
             }
             Decision::Write(write) => {
-                let Ok(place) = self.deps.coordinator.reserve() else {
+                let Ok(place) = self.deps.coordinator.reserve(self.state.buyer()) else {
                     let error = OverloadReason::CommitQueue.into();
                     return Err(Refused { error, reply });
                 };

@@ -13,7 +13,7 @@ use super::database::database_address;
 use super::load::{Load, LoadSpec, Outcome, Sample, quantile};
 use super::proxy::TcpProxy;
 use super::router::Router;
-use super::{Row, buyers, check_books, events_lost, scaled, secs};
+use super::{PAYMENT_TOPIC_EVENTS, Row, buyers, check_books, events_lost, scaled, secs};
 use crate::helpers::TestDatabase;
 use crate::kafka::{EngineProcess, TopicReader, free_port, shared_brokers};
 
@@ -41,7 +41,7 @@ pub(super) struct Engines {
     env: Vec<(&'static str, String)>,
     /// Settings of one engine only (e.g. its database URL), by index.
     own_env: HashMap<usize, Vec<(&'static str, String)>>,
-    ports: Vec<u16>,
+    pub(super) ports: Vec<u16>,
     running: Vec<Option<EngineProcess>>,
 }
 
@@ -607,13 +607,18 @@ async fn drill_9_an_engine_added_under_load_gets_its_shards_and_forwarding_stops
     row.report_and_assert();
 }
 
-/// Drill 10: per buyer, the ledger versions of the payment events on `topic`, read in partition
-/// order, never go backwards once duplicates (a redelivered `eventId`) are dropped. Returns the
-/// events that went backwards and the duplicates.
-pub(super) async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: &str) -> (usize, usize) {
+/// Drill 10: per buyer, the ledger versions of the money events on `topic` (payments and
+/// refunds; a cancelled order's event moves no money and has none), read in partition order,
+/// never go backwards once duplicates (a redelivered `eventId`) are dropped. Returns the events
+/// that went backwards and the duplicates.
+pub(super) async fn versions_backwards(
+    db: &TestDatabase,
+    brokers: &str,
+    topic: &str,
+) -> (usize, usize) {
     let events = crate::helpers::scalar(
         &mut db.connect(),
-        "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.completed'",
+        &format!("SELECT COUNT(*) AS n FROM outbox_events WHERE {PAYMENT_TOPIC_EVENTS}"),
     ) as usize;
     let mut reader = TopicReader::open(brokers, topic).await;
     reader
@@ -629,7 +634,9 @@ pub(super) async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: 
             continue;
         }
         let data = &message.value["data"];
-        let (buyer, version) = (data["buyerId"].as_i64(), data["version"].as_i64());
+        let (buyer, Some(version)) = (data["buyerId"].as_i64(), data["version"].as_i64()) else {
+            continue;
+        };
         let newest = newest.entry(buyer).or_insert(version);
         if version < *newest {
             backwards += 1;
