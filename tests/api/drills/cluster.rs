@@ -41,7 +41,7 @@ pub(super) struct Engines {
     env: Vec<(&'static str, String)>,
     /// Settings of one engine only (e.g. its database URL), by index.
     own_env: HashMap<usize, Vec<(&'static str, String)>>,
-    ports: Vec<u16>,
+    pub(super) ports: Vec<u16>,
     running: Vec<Option<EngineProcess>>,
 }
 
