@@ -610,7 +610,11 @@ async fn drill_9_an_engine_added_under_load_gets_its_shards_and_forwarding_stops
 /// Drill 10: per buyer, the ledger versions of the payment events on `topic`, read in partition
 /// order, never go backwards once duplicates (a redelivered `eventId`) are dropped. Returns the
 /// events that went backwards and the duplicates.
-pub(super) async fn versions_backwards(db: &TestDatabase, brokers: &str, topic: &str) -> (usize, usize) {
+pub(super) async fn versions_backwards(
+    db: &TestDatabase,
+    brokers: &str,
+    topic: &str,
+) -> (usize, usize) {
     let events = crate::helpers::scalar(
         &mut db.connect(),
         "SELECT COUNT(*) AS n FROM outbox_events WHERE event_type = 'payment.completed'",
