@@ -22,6 +22,7 @@ mod idempotency;
 mod layout;
 mod lifecycle;
 mod lists;
+mod live_buyers;
 mod metrics;
 mod model;
 mod observability;
