@@ -79,7 +79,7 @@ pub struct BuyerSettings {
         long = "max-live-buyers",
         env = "MAX_LIVE_BUYERS",
         global = true,
-        default_value_t = 100_000
+        default_value_t = 50_000
     )]
     pub max_live_buyers: usize,
 
