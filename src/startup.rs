@@ -227,6 +227,7 @@ fn start_buyers(
         },
         buyers.actor_threads,
         buyers.mailbox_capacity,
+        buyers.max_live_buyers,
     ));
     (registry, coordinator)
 }

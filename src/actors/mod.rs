@@ -4,6 +4,7 @@
 pub mod buyer;
 pub mod coordinator;
 mod errors;
+pub mod live;
 pub mod mailbox;
 pub mod publisher;
 pub mod registry;

@@ -70,6 +70,19 @@ pub struct BuyerSettings {
     )]
     pub idle_timeout: Duration,
 
+    /// Most buyer actors kept in memory (0: no limit but the idle timeout). A new buyer past
+    /// it first passivates the least recently used idle one; when none is idle the new buyer
+    /// is served all the same, over the limit.
+    #[arg(
+        id = "max_live_buyers",
+        value_name = "MAX_LIVE_BUYERS",
+        long = "max-live-buyers",
+        env = "MAX_LIVE_BUYERS",
+        global = true,
+        default_value_t = 50_000
+    )]
+    pub max_live_buyers: usize,
+
     /// Most requests queued for one buyer; beyond it requests answer 503.
     #[arg(
         id = "buyer_mailbox_capacity",

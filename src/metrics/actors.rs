@@ -131,6 +131,8 @@ impl ActorFamilies {
 pub struct BuyerMetrics {
     pub started: Counter,
     pub passivated: Counter,
+    pub evicted: Counter,
+    pub limit: Gauge,
     pub(crate) live: Gauge,
     pub(crate) deepest_mailbox: Gauge,
 }
@@ -150,8 +152,19 @@ impl BuyerMetrics {
         );
         registry.register(
             "buyer_actors_passivated",
-            "Buyer actors stopped after being idle",
+            "Buyer actors stopped after being idle for BUYER_IDLE_TIMEOUT_S",
             buyers.passivated.clone(),
+        );
+        registry.register(
+            "buyer_actors_evicted",
+            "Idle buyer actors passivated to make room for a new one past MAX_LIVE_BUYERS",
+            buyers.evicted.clone(),
+        );
+        registry.register(
+            "buyer_actors_limit",
+            "MAX_LIVE_BUYERS: buyer actors kept in memory before the least recently used idle \
+             one is evicted (0: no limit)",
+            buyers.limit.clone(),
         );
         registry.register(
             "buyer_mailbox_depth_max",

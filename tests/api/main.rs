@@ -23,6 +23,7 @@ mod lanes;
 mod layout;
 mod lifecycle;
 mod lists;
+mod live_buyers;
 mod metrics;
 mod model;
 mod observability;

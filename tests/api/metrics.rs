@@ -14,10 +14,10 @@ use crate::helpers::{TestApp, int, spawn_app, spawn_app_with};
 use crate::kafka::{EVENT_DEADLINE, shared_brokers, use_kafka, wait_until_all_published};
 
 /// The scraped exposition.
-struct Scrape(String);
+pub(crate) struct Scrape(String);
 
 impl Scrape {
-    async fn of(app: &TestApp) -> Scrape {
+    pub(crate) async fn of(app: &TestApp) -> Scrape {
         let response = app.get("/metrics").await;
         assert_eq!(response.status(), 200);
         assert!(
@@ -31,14 +31,14 @@ impl Scrape {
     }
 
     /// The value of the sample `series` (name with its labels exactly as exposed).
-    fn value(&self, series: &str) -> Option<f64> {
+    pub(crate) fn value(&self, series: &str) -> Option<f64> {
         self.0.lines().find_map(|line| {
             let rest = line.strip_prefix(series)?;
             rest.strip_prefix(' ')?.split(' ').next()?.parse().ok()
         })
     }
 
-    fn get(&self, series: &str) -> f64 {
+    pub(crate) fn get(&self, series: &str) -> f64 {
         self.value(series)
             .unwrap_or_else(|| panic!("no sample {series} in\n{}", self.0))
     }

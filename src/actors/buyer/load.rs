@@ -73,14 +73,13 @@ impl BuyerActor {
                         Ok(()) => handling.finish(Outcome::Ok),
                         Err(refused) => Self::refuse(refused, handling),
                     }
+                    act.publish_busy();
                 }
-                Err(error) => Self::refuse(
-                    Refused {
-                        error: BuyerError::from_db(error),
-                        reply,
-                    },
-                    handling,
-                ),
+                Err(error) => {
+                    let error = BuyerError::from_db(error);
+                    Self::refuse(Refused { error, reply }, handling);
+                    act.publish_busy();
+                }
             },
         )))
     }

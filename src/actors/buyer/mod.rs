@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -17,13 +16,16 @@ use chrono::{DateTime, Utc};
 mod command;
 mod deps;
 mod load;
+mod passivate;
 mod settle;
 
 pub use command::{BuyerCommand, Command, Reply};
 pub use deps::{BuyerDeps, OnStop};
+pub use passivate::Passivate;
 use settle::{Follow, Settled};
 
 use super::errors::{BuyerError, OverloadReason, Receipt};
+use super::live::Activity;
 use super::mailbox::Mailbox;
 use crate::db::leases::ShardLease;
 use crate::db::writer::WriteOp;
@@ -40,7 +42,8 @@ pub struct BuyerActor {
     /// Requests for an order whose payment or cancellation is committing, answered by its
     /// outcome.
     awaiting: HashMap<OrderId, Vec<(Reply, Command)>>,
-    last_active: Instant,
+    /// When it last handled something and whether it has work pending, for passivation.
+    activity: Arc<Activity>,
     /// The shard lease the current command is decided under; the state is trusted only while
     /// the lease stays at the epoch it was read under.
     lease: Option<ShardLease>,
@@ -57,6 +60,7 @@ impl BuyerActor {
         buyer: BuyerId,
         deps: Arc<BuyerDeps>,
         mailbox: Arc<Mailbox>,
+        activity: Arc<Activity>,
         on_stop: OnStop,
     ) -> Self {
         let state = BuyerState::new(buyer, deps.rules());
@@ -66,7 +70,7 @@ impl BuyerActor {
             on_stop,
             state,
             awaiting: HashMap::new(),
-            last_active: Instant::now(),
+            activity,
             lease: None,
         }
     }
@@ -153,16 +157,6 @@ impl BuyerActor {
         handling.finish(deps::outcome_of(&refused.error));
         let _ = refused.reply.send(Err(refused.error));
     }
-
-    fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {
-        let idle = self.last_active.elapsed() >= self.deps.idle_timeout;
-        if idle && self.state.idle() && self.mailbox.depth() == 0 {
-            (self.on_stop)(self.state.buyer(), &ctx.address());
-            tracing::trace!(buyer_id = %self.state.buyer(), "idle buyer actor passivated");
-            self.deps.metrics.buyers.passivated.inc();
-            ctx.stop();
-        }
-    }
 }
 
 /// Now, at the database's precision (microseconds), so a stored answer and a later read agree.
@@ -171,13 +165,9 @@ fn now_micros() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// No timer of its own: the registry's sweep and eviction ask it to passivate ([`Passivate`]).
 impl Actor for BuyerActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let check_every = (self.deps.idle_timeout / 2).max(Duration::from_millis(100));
-        ctx.run_interval(check_every, Self::passivate_if_idle);
-    }
 }
 
 impl Handler<BuyerCommand> for BuyerActor {
@@ -194,11 +184,12 @@ impl Handler<BuyerCommand> for BuyerActor {
         started.store(true, Ordering::Release);
         let handling = permit.start();
         drop(permit);
-        self.last_active = Instant::now();
+        self.activity.touch();
+        self.activity.set_busy(true);
 
         if let Err(error) = self.take_lease() {
             Self::refuse(Refused { error, reply }, handling);
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+            return self.done();
         }
         let needs = self.state.needs(&command);
         if !needs.nothing() {
@@ -218,7 +209,7 @@ impl Handler<BuyerCommand> for BuyerActor {
             }
             Err(refused) => Self::refuse(refused, handling),
         }
-        AtomicResponse::new(Box::pin(actix::fut::ready(())))
+        self.done()
     }
 }
 
@@ -231,7 +222,7 @@ impl Handler<Settled> for BuyerActor {
             outcome,
             reply,
         } = settled;
-        self.last_active = Instant::now();
+        self.activity.touch();
         let settlement = self.state.settle(&pending, &outcome);
         if let Some((order_id, fate)) = settlement.order {
             for (waiting, command) in self.awaiting.remove(&order_id).unwrap_or_default() {
@@ -248,5 +239,6 @@ impl Handler<Settled> for BuyerActor {
                 Answer::Committed => Err(BuyerError::Internal),
             });
         }
+        self.publish_busy();
     }
 }

@@ -71,7 +71,7 @@ impl BuyerState {
         order_id: OrderId,
         cancelling: bool,
     ) -> Result<Result<Points, Decision>, Refusal> {
-        match self.orders.lookup(order_id) {
+        match self.books.get().orders.lookup(order_id) {
             Lookup::Settling => Ok(Err(Decision::AwaitOrder(order_id))),
             Lookup::Known(KnownOrder::Payable(price)) => Ok(Ok(price)),
             Lookup::Known(KnownOrder::Paid) => Err(Refusal::OrderAlreadyPaid),
@@ -151,7 +151,12 @@ impl BuyerState {
         ask: RefundAsk<'_>,
         now: DateTime<Utc>,
     ) -> Result<(WriteKind, Receipt), Refusal> {
-        let (order_id, payment_amount, refunded) = match self.payments.lookup(ask.payment_id) {
+        let (order_id, payment_amount, refunded) = match self
+            .books
+            .get()
+            .payments
+            .lookup(ask.payment_id)
+        {
             PaymentLookup::Known(KnownPayment::Refundable {
                 order_id,
                 amount,

@@ -16,6 +16,7 @@
 
 use chrono::{DateTime, Utc};
 
+mod books;
 mod decide;
 mod keys;
 mod orders;
@@ -39,6 +40,7 @@ pub use request::{
 use super::{BalanceState, BuyerId, IdempotencyKey, OrderId, PaymentId, Points};
 #[cfg(test)]
 use super::{ChargeReceipt, OrderStatus, OrderView, PaymentReceipt};
+use books::LazyBooks;
 
 /// The balance row state a write expects to replace: its version and the token of the
 /// incarnation that wrote it.
@@ -88,9 +90,8 @@ pub struct BuyerState {
     balance: Option<Loaded>,
     generation: Generation,
     in_flight: usize,
-    keys: KeyBook,
-    orders: OrderBook,
-    payments: PaymentBook,
+    /// Keys, orders and payments known: boxed on first use.
+    books: LazyBooks,
 }
 
 impl BuyerState {
@@ -101,9 +102,7 @@ impl BuyerState {
             balance: None,
             generation: Generation::default(),
             in_flight: 0,
-            keys: KeyBook::default(),
-            orders: OrderBook::default(),
-            payments: PaymentBook::default(),
+            books: LazyBooks::default(),
         }
     }
 
@@ -137,14 +136,14 @@ impl BuyerState {
     pub fn needs(&self, command: &Command) -> Needs {
         let (unknown, in_flight, order, payment) = match command {
             Command::Pay { order_id, .. } | Command::Cancel { order_id } => (
-                self.orders.lookup(*order_id) == Lookup::Unknown,
-                self.orders.in_flight(*order_id),
+                self.books.get().orders.lookup(*order_id) == Lookup::Unknown,
+                self.books.get().orders.in_flight(*order_id),
                 Some(*order_id),
                 None,
             ),
             Command::Refund { payment_id, .. } => (
-                self.payments.lookup(*payment_id) == PaymentLookup::Unknown,
-                self.payments.in_flight(*payment_id),
+                self.books.get().payments.lookup(*payment_id) == PaymentLookup::Unknown,
+                self.books.get().payments.in_flight(*payment_id),
                 None,
                 Some(*payment_id),
             ),
@@ -169,11 +168,13 @@ impl BuyerState {
     pub fn reload_needs(&self, command: &Command) -> Needs {
         let (order, payment) = match command {
             Command::Pay { order_id, .. } | Command::Cancel { order_id }
-                if !self.orders.in_flight(*order_id) =>
+                if !self.books.get().orders.in_flight(*order_id) =>
             {
                 (Some(*order_id), None)
             }
-            Command::Refund { payment_id, .. } if !self.payments.in_flight(*payment_id) => {
+            Command::Refund { payment_id, .. }
+                if !self.books.get().payments.in_flight(*payment_id) =>
+            {
                 (None, Some(*payment_id))
             }
             _ => (None, None),
@@ -192,8 +193,7 @@ impl BuyerState {
         // What was read of orders and payments before may be older than this row (another
         // writer, or an earlier incarnation's writes, may have paid or refunded them since):
         // read them again too.
-        self.orders.forget_known();
-        self.payments.forget_known();
+        self.books.forget_known();
         self.balance = Some(match stored {
             Some(row) => Loaded {
                 balance: BalanceState {
@@ -216,12 +216,12 @@ impl BuyerState {
 
     /// Takes an order as read from the database.
     pub fn learn_order(&mut self, order_id: OrderId, known: KnownOrder) {
-        self.orders.remember(order_id, known);
+        self.books.get_mut().orders.remember(order_id, known);
     }
 
     /// Takes a payment as read from the database.
     pub fn learn_payment(&mut self, payment_id: PaymentId, known: KnownPayment) {
-        self.payments.remember(payment_id, known);
+        self.books.get_mut().payments.remember(payment_id, known);
     }
 
     /// Decides `command` against what is known, changing nothing.
@@ -237,7 +237,7 @@ impl BuyerState {
             fingerprint: command.fingerprint(self.buyer),
         });
         if let Some(claim) = &claim {
-            if let Some(answer) = self.keys.check(claim, now)? {
+            if let Some(answer) = self.books.get().keys.check(claim, now)? {
                 return Ok(Decision::Replay(answer));
             }
         }
@@ -268,7 +268,7 @@ impl BuyerState {
         debug_assert_eq!(write.generation, self.generation, "decided on this state");
         self.in_flight += 1;
         if let Some(record) = &write.key {
-            self.keys.start(&record.claim);
+            self.books.get_mut().keys.start(&record.claim);
         }
         if let (Some(change), Some(loaded)) = (write.change(), self.balance.as_mut()) {
             loaded.balance = BalanceState::after(&change.movement);
@@ -276,15 +276,21 @@ impl BuyerState {
         }
         match &write.kind {
             WriteKind::Pay { order_id, .. } | WriteKind::Cancel { order_id, .. } => {
-                self.orders.start_settling(*order_id)
+                self.books.get_mut().orders.start_settling(*order_id)
             }
             WriteKind::CreateOrder {
                 order_id,
                 total_price,
-            } => self.orders.start_creation(*order_id, *total_price),
-            WriteKind::Refund { refund, .. } => {
-                self.payments.start_refund(refund.payment_id, refund.amount)
-            }
+            } => self
+                .books
+                .get_mut()
+                .orders
+                .start_creation(*order_id, *total_price),
+            WriteKind::Refund { refund, .. } => self
+                .books
+                .get_mut()
+                .payments
+                .start_refund(refund.payment_id, refund.amount),
             WriteKind::Charge(_) => {}
         }
     }
@@ -297,7 +303,7 @@ impl BuyerState {
             .expect("every settled write was accepted");
         let committed = *outcome == WriteOutcome::Committed;
         if let Some(record) = &pending.key {
-            self.keys.finish(record, committed);
+            self.books.get_mut().keys.finish(record, committed);
         }
         let order = match pending.tracked {
             Tracked::Payment {
@@ -312,7 +318,7 @@ impl BuyerState {
                         amount,
                         refunded: Points::ZERO,
                     };
-                    self.payments.remember(payment_id, known);
+                    self.books.get_mut().payments.remember(payment_id, known);
                 }
                 Some((order_id, OrderFate::Paid))
             }
@@ -321,19 +327,26 @@ impl BuyerState {
                 order_id,
                 total_price,
             } => {
-                self.orders
+                self.books
+                    .get_mut()
+                    .orders
                     .finish_creation(order_id, total_price, committed);
                 None
             }
             Tracked::Refund { payment_id } => {
-                self.payments.finish_refund(payment_id, committed);
+                self.books
+                    .get_mut()
+                    .payments
+                    .finish_refund(payment_id, committed);
                 None
             }
             Tracked::Balance => None,
         };
         let order = order.map(|(order_id, fate)| {
             let fate = committed.then_some(fate);
-            self.orders
+            self.books
+                .get_mut()
+                .orders
                 .finish_settling(order_id, fate.map(OrderFate::known));
             (order_id, fate)
         });
@@ -357,8 +370,7 @@ impl BuyerState {
     fn invalidate(&mut self, generation: Generation) {
         if generation == self.generation && self.balance.is_some() {
             self.balance = None;
-            self.orders.forget_known();
-            self.payments.forget_known();
+            self.books.forget_known();
         }
     }
 }
