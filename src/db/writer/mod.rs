@@ -16,13 +16,16 @@ mod fence;
 mod lifecycle;
 mod plan;
 mod rows;
+mod shaped;
+
+use shaped::{Shaped, stamp};
 mod tx;
 
 use super::models::{
     BalanceRow, IdempotencyRow, LedgerRow, NewOutboxEvent, OrderRow, PaymentRow, RefundRow,
 };
 use super::queries;
-use super::schema::{balances, idempotency_keys, orders};
+use super::schema::{balances, idempotency_keys};
 use crate::domain::OrderStatus;
 
 pub use super::leases::ShardLease;
@@ -180,22 +183,51 @@ pub(super) fn insert_new_orders(
     ops: &[WriteOp],
     results: &[WriteResult],
 ) -> QueryResult<()> {
-    let rows: Vec<&OrderRow> = ops
+    let rows: Vec<_> = ops
         .iter()
         .zip(results)
         .filter(|(_, result)| **result == WriteResult::Committed)
         .filter_map(|(op, _)| match &op.command {
-            WriteCommand::CreateOrder(order) => Some(order),
+            WriteCommand::CreateOrder(order) => Some(order_row(order)),
             _ => None,
         })
         .collect();
     if !rows.is_empty() {
-        diesel::insert_into(orders::table)
-            .values(rows)
-            .execute(conn)?;
+        Shaped::new(INSERT_ORDERS).rows(&rows).run(conn)?;
     }
     Ok(())
 }
+
+type OrderColumns = (
+    i64,
+    i64,
+    i64,
+    &'static str,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+fn order_row(order: &OrderRow) -> OrderColumns {
+    let (paid, cancelled) = (order.paid_at.map(stamp), order.cancelled_at.map(stamp));
+    let (id, buyer, total) = (order.id, order.buyer_id, order.total_price);
+    let created = stamp(order.created_at);
+    (
+        id,
+        buyer,
+        total,
+        order.status.as_str(),
+        created,
+        paid,
+        cancelled,
+    )
+}
+
+const INSERT_ORDERS: &str = "INSERT INTO orders (id, buyer_id, total_price, status, created_at, \
+    paid_at, cancelled_at) SELECT * FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$[0]', \
+    buyer_id BIGINT PATH '$[1]', total_price BIGINT PATH '$[2]', status VARCHAR(16) PATH '$[3]', \
+    created_at DATETIME(6) PATH '$[4]', paid_at DATETIME(6) PATH '$[5]', \
+    cancelled_at DATETIME(6) PATH '$[6]')) AS j";
 
 /// Indices of the balance-changing ops, grouped by buyer, each group in submission order.
 pub(super) fn balance_groups(ops: &[WriteOp]) -> Vec<Vec<usize>> {

@@ -282,8 +282,9 @@ impl Tables {
         })
     }
 
-    /// `INSERT INTO outbox_events (..) VALUES ...`: the statement takes its `seq` values up
-    /// front (`innodb_autoinc_lock_mode` 1) and keeps them taken even if it fails.
+    /// `INSERT INTO outbox_events (..)`: the statement takes its `seq` values up front and
+    /// keeps them taken even if it fails. (InnoDB may take more, in chunks, for the writer's
+    /// `INSERT … SELECT`; only the order of `seq` is the engine's to rely on, and compared.)
     pub fn insert_events(&mut self, rows: &[&NewOutboxEvent]) -> Result<(), ModelError> {
         let first_seq = self.last_seq + 1;
         self.last_seq += i64::try_from(rows.len()).expect("a batch has fewer than 2^63 events");

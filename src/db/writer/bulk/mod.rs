@@ -6,20 +6,17 @@
 //! again the checked way, which finds out which write was refused.
 
 use chrono::NaiveDateTime;
-use diesel::mysql::Mysql;
 use diesel::prelude::*;
-use diesel::query_builder::BoxedSqlQuery;
-use diesel::query_builder::SqlQuery;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{BigInt, Datetime, Text};
 
+use super::shaped::{Shaped, stamp};
 use super::tx;
 use super::{
     BalanceChange, WriteCommand, WriteOp, WriteResult, balance_groups, insert_committed_rows,
     insert_new_orders, is_contiguous_chain, is_refusal, not_owned,
 };
-use crate::db::models::{BalanceRow, IdempotencyRow, PaymentRow};
-use crate::db::schema::{balances, idempotency_keys};
+use crate::db::models::IdempotencyRow;
+use crate::db::schema::idempotency_keys;
 use crate::domain::OrderStatus;
 
 mod lifecycle;
@@ -123,43 +120,31 @@ fn insert_idempotency_records(
 
 /// Marks the order of every payment paid, each only if still pending and the payer's.
 fn mark_orders_paid(conn: &mut MysqlConnection, ops: &[WriteOp]) -> Result<(), Failure> {
-    let paid: Vec<&PaymentRow> = ops
+    let paid: Vec<_> = ops
         .iter()
         .filter_map(|op| match &op.command {
-            WriteCommand::Pay { payment, .. } => Some(payment),
+            WriteCommand::Pay { payment, .. } => {
+                Some((payment.order_id, payment.buyer_id, stamp(payment.paid_at)))
+            }
             _ => None,
         })
         .collect();
     if paid.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "UPDATE orders SET status = ?, paid_at = CASE id {} END \
-         WHERE id IN ({}) AND status = ? AND (id, buyer_id) IN ({})",
-        placeholders(paid.len(), "WHEN ? THEN ?"),
-        placeholders(paid.len(), "?"),
-        placeholders(paid.len(), "(?, ?)"),
-    );
-    let mut query: BoxedSqlQuery<'_, Mysql, SqlQuery> = diesel::sql_query(sql)
-        .into_boxed()
-        .bind::<Text, _>(OrderStatus::Paid);
-    for payment in &paid {
-        query = query
-            .bind::<BigInt, _>(payment.order_id)
-            .bind::<Datetime, _>(payment.paid_at);
-    }
-    for payment in &paid {
-        query = query.bind::<BigInt, _>(payment.order_id);
-    }
-    query = query.bind::<Text, _>(OrderStatus::Pending);
-    for payment in &paid {
-        query = query
-            .bind::<BigInt, _>(payment.order_id)
-            .bind::<BigInt, _>(payment.buyer_id);
-    }
-    expect_rows(query.execute(conn)?, paid.len())?;
+    let affected = Shaped::new(MARK_ORDERS_PAID)
+        .rows(&paid)
+        .text(OrderStatus::Pending.as_str())
+        .text(OrderStatus::Paid.as_str())
+        .run(conn)?;
+    expect_rows(affected, paid.len())?;
     Ok(())
 }
+
+const MARK_ORDERS_PAID: &str = "UPDATE orders o JOIN JSON_TABLE(?, '$[*]' COLUMNS (\
+    id BIGINT PATH '$[0]', buyer_id BIGINT PATH '$[1]', paid_at DATETIME(6) PATH '$[2]')) AS j \
+    ON o.id = j.id AND o.buyer_id = j.buyer_id AND o.status = ? \
+    SET o.status = ?, o.paid_at = j.paid_at";
 
 /// One fenced write per buyer, all buyers at once: existing rows in one UPDATE that only
 /// touches rows still at the expected (version, token), new buyers in one INSERT.
@@ -181,19 +166,14 @@ fn write_balances(
         let buyer_id = ops[group[0]].buyer_id;
         match first.expected {
             Some(_) => updates.push((buyer_id, first, last)),
-            None => inserts.push(BalanceRow {
-                buyer_id,
-                balance: last.balance,
-                version: last.entry.version,
-                fence_token: last.fence_token,
-                updated_at: now,
-            }),
+            None => inserts.push((buyer_id, last.balance, last.entry.version, last.fence_token)),
         }
     }
     if !inserts.is_empty() {
-        diesel::insert_into(balances::table)
-            .values(&inserts)
-            .execute(conn)?;
+        Shaped::new(INSERT_BALANCES)
+            .datetime(now)
+            .rows(&inserts)
+            .run(conn)?;
     }
     if !updates.is_empty() {
         update_balances(conn, &updates, now)?;
@@ -206,44 +186,42 @@ fn update_balances(
     updates: &[(i64, &BalanceChange, &BalanceChange)],
     now: NaiveDateTime,
 ) -> Result<(), Failure> {
-    let n = updates.len();
-    let sql = format!(
-        "UPDATE balances SET balance = CASE buyer_id {cases} END, \
-         version = CASE buyer_id {cases} END, fence_token = CASE buyer_id {cases} END, \
-         updated_at = ? WHERE buyer_id IN ({ids}) AND (buyer_id, version, fence_token) IN ({fences})",
-        cases = placeholders(n, "WHEN ? THEN ?"),
-        ids = placeholders(n, "?"),
-        fences = placeholders(n, "(?, ?, ?)"),
-    );
-    let mut query: BoxedSqlQuery<'_, Mysql, SqlQuery> = diesel::sql_query(sql).into_boxed();
-    for (buyer_id, _, last) in updates {
-        query = query
-            .bind::<BigInt, _>(*buyer_id)
-            .bind::<BigInt, _>(last.balance);
-    }
-    for (buyer_id, _, last) in updates {
-        query = query
-            .bind::<BigInt, _>(*buyer_id)
-            .bind::<BigInt, _>(last.entry.version);
-    }
-    for (buyer_id, _, last) in updates {
-        query = query
-            .bind::<BigInt, _>(*buyer_id)
-            .bind::<BigInt, _>(last.fence_token);
-    }
-    query = query.bind::<Datetime, _>(now);
-    for (buyer_id, _, _) in updates {
-        query = query.bind::<BigInt, _>(*buyer_id);
-    }
-    for (buyer_id, first, _) in updates {
+    let mut rows = Vec::with_capacity(updates.len());
+    for (buyer_id, first, last) in updates {
         let Some(fence) = first.expected else {
             return Err(Failure::Refused);
         };
-        query = query
-            .bind::<BigInt, _>(*buyer_id)
-            .bind::<BigInt, _>(fence.version)
-            .bind::<BigInt, _>(fence.token);
+        let (balance, version, token) = (last.balance, last.entry.version, last.fence_token);
+        rows.push((
+            *buyer_id,
+            balance,
+            version,
+            token,
+            fence.version,
+            fence.token,
+        ));
     }
-    expect_rows(query.execute(conn)?, n)?;
+    // In key order, as an IN list would lock them: batches of other lanes or engines then
+    // never wait for each other in a cycle.
+    rows.sort_unstable_by_key(|row| row.0);
+    let affected = Shaped::new(UPDATE_BALANCES)
+        .rows(&rows)
+        .datetime(now)
+        .run(conn)?;
+    expect_rows(affected, rows.len())?;
     Ok(())
 }
+
+const INSERT_BALANCES: &str = "INSERT INTO balances (buyer_id, balance, version, fence_token, \
+    updated_at) SELECT j.*, ? FROM JSON_TABLE(?, '$[*]' COLUMNS (buyer_id BIGINT PATH '$[0]', \
+    balance BIGINT PATH '$[1]', version BIGINT PATH '$[2]', fence_token BIGINT PATH '$[3]')) AS j";
+
+/// Each row only if still at the version and token the write was decided on.
+const UPDATE_BALANCES: &str = "UPDATE balances b JOIN JSON_TABLE(?, '$[*]' COLUMNS (\
+    buyer_id BIGINT PATH '$[0]', balance BIGINT PATH '$[1]', version BIGINT PATH '$[2]', \
+    fence_token BIGINT PATH '$[3]', expected_version BIGINT PATH '$[4]', \
+    expected_token BIGINT PATH '$[5]')) AS j \
+    ON b.buyer_id = j.buyer_id AND b.version = j.expected_version \
+    AND b.fence_token = j.expected_token \
+    SET b.balance = j.balance, b.version = j.version, b.fence_token = j.fence_token, \
+    b.updated_at = ?";
