@@ -145,11 +145,20 @@ free_port() {
 # CPU time (user + system, clock ticks) a process has used so far; 0 when it is gone.
 proc_ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# CPU time (clock ticks) of every mariadbd on the machine: the single server, or each node of a
-# Galera cluster (scripts/galera), which all apply every write.
+# CPU time (clock ticks) of every mariadbd on the machine (the single server, or each node of a
+# Galera cluster, which all apply every write), as pid:ticks words; `mariadb_ticks_since WORDS`
+# is the CPU they have used since (a server that stopped meanwhile counts 0, not negative).
 mariadb_ticks() {
-  local total=0 pid
-  for pid in $(pgrep -x mariadbd || true); do total=$((total + $(proc_ticks "$pid"))); done
+  local pid
+  for pid in $(pgrep -x mariadbd || true); do printf '%s:%s ' "$pid" "$(proc_ticks "$pid")"; done
+}
+
+mariadb_ticks_since() {
+  local total=0 word now
+  for word in $1; do
+    now=$(proc_ticks "${word%%:*}")
+    [ "$now" -gt "${word#*:}" ] && total=$((total + now - ${word#*:}))
+  done
   echo "$total"
 }
 
