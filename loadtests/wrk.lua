@@ -14,6 +14,10 @@
 --   MODE=pay-refund  MODE=pay with refunds in the mix: after REFUND_PERCENT (50) % of the
 --                 payments, the next request of the thread refunds a random part of it
 --                 (POST /payments/{id}/refunds), answered 201 with that amount
+--   MODE=distinct POST /points/{buyer}?point=N as MODE=charge, each to a buyer never seen before
+--                 (FIRST_BUYER, FIRST_BUYER + 1, ..., each thread 10^9 further): every charge a
+--                 first touch, the live actors growing at the charge rate (the memory test at
+--                 wrk's speed: `loadtests/run distinct-wrk`, its RSS column)
 --   MODE=health   GET /health/live; each answer must be 200
 --   SUMMARY_FILE  where done() writes the JSON summary loadtests/run checks against the database
 --   SUMMARY_NAME  the scenario's name in it
@@ -25,6 +29,8 @@ local FIRST_BUYER = tonumber(os.getenv("FIRST_BUYER") or "1")
 local PRICE_MAX = tonumber(os.getenv("PRICE_MAX") or "10")
 local REFUND_PERCENT = tonumber(os.getenv("REFUND_PERCENT") or "50")
 local PAYING = MODE == "pay" or MODE == "pay-refund"
+local DISTINCT = MODE == "distinct"
+local CHARGING = MODE == "charge" or DISTINCT
 
 local threads = {}
 local id = 0
@@ -44,6 +50,9 @@ created, payments, queue, head, tail = 0, 0, {}, 1, 0
 -- MODE=pay-refund: payments to refund, a FIFO of {buyer, payment, amount}; refunds (201) and
 -- the points they gave back.
 refunds, refunded, to_refund, rhead, rtail = 0, 0, {}, 1, 0
+-- MODE=distinct: charges this thread sent. Its number is the global `id` setup() gave it (the
+-- chunk's local `id` is that of the main state, 0 in a thread's).
+sent = 0
 
 function init(args)
   math.randomseed(os.time() * 1000 + id)
@@ -82,7 +91,12 @@ function request()
     return wrk.format(nil, "/orders", nil,
       string.format('{"buyerId":%d,"totalPrice":%d}', random_buyer(), math.random(1, PRICE_MAX)))
   end
-  return wrk.format(nil, "/points/" .. random_buyer() .. "?point=" .. math.random(1, 1000))
+  local buyer = random_buyer()
+  if DISTINCT then
+    buyer = FIRST_BUYER + ((rawget(_G, "id") or 1) - 1) * 1000000000 + sent
+    sent = sent + 1
+  end
+  return wrk.format(nil, "/points/" .. buyer .. "?point=" .. math.random(1, 1000))
 end
 
 -- MODE=pay: a 201 queues its order for payment; a 200 must be a receipt. MODE=pay-refund: some
@@ -164,7 +178,7 @@ function done(summary, latency, requests)
   local e = summary.errors
   local socket_errors = e.connect + e.read + e.write + e.timeout
   local seconds = summary.duration / 1e6
-  local charges = MODE == "charge" and good or 0
+  local charges = CHARGING and good or 0
   local errors = wrong + socket_errors
   local ms = function(us) return us / 1000 end
   local json = string.format([[{"generator":"wrk","derived":{
@@ -182,7 +196,7 @@ function done(summary, latency, requests)
     ms(latency.mean), ms(latency:percentile(50)), ms(latency:percentile(95)),
     ms(latency:percentile(99)), ms(latency.max),
     errors, good, wrong, e.connect, e.read, e.write, e.timeout,
-    charges, MODE == "charge" and moved or 0, paid, PAYING and moved or 0, orders, back, back_points,
+    charges, CHARGING and moved or 0, paid, PAYING and moved or 0, orders, back, back_points,
     charges / seconds, paid / seconds, PAYING and PRICE_MAX or 1000,
     errors > 0 and '"every answer 200 (and the amount asked, for charges)"' or "",
     errors > 0 and "false" or "true")
