@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::helpers::{
     TestApp, TestDatabase, assert_buyer_invariants, int, ledger, scalar, spawn_app, spawn_app_on,
-    spawn_app_on_with,
+    spawn_app_on_with, startup_error,
 };
 
 /// The shard of `buyer` with the default shard count.
@@ -169,15 +169,7 @@ async fn the_shard_count_of_a_database_never_changes() {
         settings.cluster.shards = 512;
         settings
     };
-    let error = std::thread::spawn(move || {
-        actix_web::rt::System::new()
-            .block_on(async move { payment_engine::startup::Application::build(settings).await })
-            .err()
-    })
-    .join()
-    .unwrap()
-    .expect("an engine with another shard count must not start");
-    let message = format!("{error:#}");
+    let message = startup_error(settings, "an engine with another shard count");
     assert!(
         message.contains("1024 shards") && message.contains("SHARDS=1024"),
         "{message}"

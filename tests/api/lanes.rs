@@ -6,7 +6,7 @@ use futures::future::join_all;
 
 use crate::helpers::{
     TestDatabase, assert_all_invariants, assert_buyer_invariants, int, ledger, spawn_app_with,
-    test_settings,
+    startup_error, test_settings,
 };
 
 const LANES: usize = 4;
@@ -79,15 +79,7 @@ async fn more_lanes_than_the_pool_can_serve_is_refused_at_start() {
     let mut settings = test_settings(&db);
     settings.database.pool_size = 4;
     settings.coordinator.commit_lanes = 4;
-    let error = std::thread::spawn(move || {
-        actix_web::rt::System::new()
-            .block_on(async move { payment_engine::startup::Application::build(settings).await })
-            .err()
-    })
-    .join()
-    .unwrap()
-    .expect("4 lanes on a pool of 4 must not start");
-    let message = format!("{error:#}");
+    let message = startup_error(settings, "4 lanes on a pool of 4");
     assert!(
         message.contains("COMMIT_LANES (4) must be below DB_POOL_SIZE (4)"),
         "{message}"

@@ -263,3 +263,17 @@ impl TestApp {
         self.db.connect()
     }
 }
+
+/// The error an engine with `settings` stops with at start, as `{:#}` shows it; panics if it
+/// starts. (On a thread of its own, with its own actix system, as a test's engine runs.)
+pub fn startup_error(settings: Settings, what: &str) -> String {
+    let error = std::thread::spawn(move || {
+        actix_web::rt::System::new()
+            .block_on(async move { payment_engine::startup::Application::build(settings).await })
+            .err()
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_else(|| panic!("{what} must not start"));
+    format!("{error:#}")
+}

@@ -12,7 +12,7 @@ mod sql;
 
 pub use app::{
     TestApp, TestDatabase, admin_conn, server_url, server_url_as, spawn_app, spawn_app_on,
-    spawn_app_on_with, spawn_app_with, test_settings,
+    spawn_app_on_with, spawn_app_with, startup_error, test_settings,
 };
 pub use client::new_key;
 pub use invariants::{
