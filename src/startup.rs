@@ -254,7 +254,7 @@ fn app_state(
         request_timeout: settings.http.request_timeout,
         metrics,
         api_tokens: settings.http.api_tokens.clone(),
-        in_flight: http::admission::InFlight::new(settings.http.max_in_flight_requests),
+        in_flight: http::admission::InFlight::new(settings.http.in_flight_limit()),
         draining: http::admission::Draining::default(),
     })
 }

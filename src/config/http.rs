@@ -32,8 +32,8 @@ pub struct HttpSettings {
     )]
     pub workers: usize,
 
-    /// Most requests served at once (all buyers together); beyond it requests answer 503 at
-    /// once. Bounds the latency of accepted requests under overload (this many ÷ throughput).
+    /// Most requests served at once (all buyers together), the ceiling of the adaptive limit;
+    /// beyond the limit requests answer 503 at once.
     #[arg(
         long,
         env = "MAX_IN_FLIGHT_REQUESTS",
@@ -42,6 +42,28 @@ pub struct HttpSettings {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=u64::from(u32::MAX))
     )]
     pub max_in_flight_requests: usize,
+
+    /// Fewest requests served at once however slow answers get: the floor of the adaptive
+    /// limit (at most `MAX_IN_FLIGHT_REQUESTS`; equal to it for a fixed limit).
+    #[arg(
+        long,
+        env = "MIN_IN_FLIGHT_REQUESTS",
+        global = true,
+        default_value_t = 32,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=u64::from(u32::MAX))
+    )]
+    pub min_in_flight_requests: usize,
+
+    /// How much slower than the latency learnt at normal load answers may get before the
+    /// in-flight limit shrinks (a ratio, at least 1).
+    #[arg(
+        long,
+        env = "IN_FLIGHT_LATENCY_TOLERANCE",
+        global = true,
+        default_value_t = 2.0,
+        value_parser = tolerance
+    )]
+    pub in_flight_latency_tolerance: f64,
 
     /// How long a request may wait for its commit before answering 503 (the write may still
     /// commit: retry with the same Idempotency-Key to learn the outcome).
@@ -131,6 +153,16 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
+    /// The adaptive in-flight limit's bounds and tolerance (a floor above the ceiling is the
+    /// ceiling).
+    pub fn in_flight_limit(&self) -> crate::http::limit::LimitSettings {
+        crate::http::limit::LimitSettings {
+            min: self.min_in_flight_requests.min(self.max_in_flight_requests),
+            max: self.max_in_flight_requests,
+            tolerance: self.in_flight_latency_tolerance,
+        }
+    }
+
     /// The worker threads to start: as configured, or one per core.
     pub fn worker_threads(&self) -> usize {
         if self.workers > 0 {
@@ -147,5 +179,13 @@ impl HttpSettings {
         } else {
             self.keep_alive.into()
         }
+    }
+}
+
+/// A latency tolerance: a finite ratio of at least 1.
+fn tolerance(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if ratio.is_finite() && ratio >= 1.0 => Ok(ratio),
+        _ => Err(format!("`{text}` is not a ratio of at least 1 (e.g. 2.0)")),
     }
 }

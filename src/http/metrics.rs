@@ -27,6 +27,9 @@ pub struct Rejection(pub RejectionReason);
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (live, deepest) = state.registry.population();
     state.metrics.set_buyer_population(live, deepest);
+    state
+        .metrics
+        .set_in_flight(state.in_flight.current(), state.in_flight.limit());
     let backlog = tokio::time::timeout(BACKLOG_QUERY_TIMEOUT, state.db.run(outbox::backlog)).await;
     match backlog {
         Ok(Ok(events)) => state.metrics.set_outbox_backlog(events),

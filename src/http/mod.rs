@@ -8,6 +8,7 @@ pub mod deadline;
 mod error;
 mod extract;
 mod health;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 mod orders;

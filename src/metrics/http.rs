@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::labels::{HttpLabels, HttpRouteLabels, ReasonLabels};
@@ -23,6 +24,8 @@ const MONEY_ROUTES: [(&str, u16); 3] = [
 pub(super) struct HttpMetrics {
     requests: Family<HttpLabels, Counter>,
     duration: HistogramFamily<HttpRouteLabels>,
+    pub(super) in_flight: Gauge,
+    pub(super) in_flight_limit: Gauge,
 }
 
 impl HttpMetrics {
@@ -30,7 +33,19 @@ impl HttpMetrics {
         let metrics = HttpMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(request_seconds),
+            in_flight: Gauge::default(),
+            in_flight_limit: Gauge::default(),
         };
+        registry.register(
+            "in_flight_requests",
+            "Requests being served (probes and /metrics aside), at the last scrape",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "in_flight_limit",
+            "The adaptive in-flight limit at the last scrape: beyond it requests answer 503",
+            metrics.in_flight_limit.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by route template, method and status",

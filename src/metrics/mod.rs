@@ -132,6 +132,12 @@ impl Metrics {
             .set(i64::try_from(deepest_mailbox).unwrap_or(i64::MAX));
     }
 
+    pub fn set_in_flight(&self, current: usize, limit: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.http.in_flight.set(gauge(current));
+        self.http.in_flight_limit.set(gauge(limit));
+    }
+
     pub fn set_outbox_backlog(&self, events: i64) {
         self.events.backlog.set(events);
     }
