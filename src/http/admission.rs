@@ -43,6 +43,8 @@ pub struct InFlight {
     window_start: AtomicU64,
     origin: Instant,
     window: Duration,
+    /// False for a fixed limit (floor = ceiling): answers are then not timed at all.
+    adaptive: bool,
     controller: Mutex<Gradient>,
 }
 
@@ -63,12 +65,13 @@ impl InFlight {
             window_start: AtomicU64::new(0),
             origin: Instant::now(),
             window,
+            adaptive: settings.min < settings.max,
             controller: Mutex::new(controller),
         }
     }
 
-    /// A fixed limit (the tests').
-    pub fn fixed(limit: usize) -> InFlight {
+    #[cfg(test)]
+    fn fixed(limit: usize) -> InFlight {
         InFlight::new(LimitSettings {
             min: limit,
             max: limit,
@@ -154,7 +157,9 @@ impl Draining {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.in_flight.current.fetch_sub(1, Ordering::AcqRel);
-        self.in_flight.answered(self.started_at.elapsed());
+        if self.in_flight.adaptive {
+            self.in_flight.answered(self.started_at.elapsed());
+        }
     }
 }
 
